@@ -1,0 +1,47 @@
+"""The only place in modellease that imports ``cryptography.hazmat``.
+
+Everything security-relevant goes through these few small functions, so a reviewer
+can audit every primitive, parameter and comparison in one directory. ruff's
+banned-imports rule (TID251) keeps other modules out of ``cryptography.hazmat``.
+
+* :mod:`._aead` — AES-256-GCM with caller-owned buffers.
+* :mod:`._ed25519` — Ed25519 signing keys and verification.
+* :mod:`._kdf` — scrypt (passphrases) and HKDF-SHA256 (sub-keys).
+* :func:`ct_equal` — the one constant-time comparison for secrets and digests.
+"""
+
+from modellease._hazmat._aead import (
+    AEAD_KEY_SIZE,
+    AEAD_NONCE_SIZE,
+    AEAD_TAG_SIZE,
+    AuthenticationFailed,
+    FrameCipher,
+    random_aead_key,
+)
+from modellease._hazmat._compare import ct_equal
+from modellease._hazmat._ed25519 import (
+    ED25519_PUBLIC_KEY_SIZE,
+    ED25519_SEED_SIZE,
+    ED25519_SIGNATURE_SIZE,
+    SigningKey,
+    ed25519_verify,
+)
+from modellease._hazmat._kdf import ScryptParams, hkdf_sha256, scrypt
+
+__all__ = [
+    "AEAD_KEY_SIZE",
+    "AEAD_NONCE_SIZE",
+    "AEAD_TAG_SIZE",
+    "ED25519_PUBLIC_KEY_SIZE",
+    "ED25519_SEED_SIZE",
+    "ED25519_SIGNATURE_SIZE",
+    "AuthenticationFailed",
+    "FrameCipher",
+    "ScryptParams",
+    "SigningKey",
+    "ct_equal",
+    "ed25519_verify",
+    "hkdf_sha256",
+    "random_aead_key",
+    "scrypt",
+]

@@ -1,0 +1,38 @@
+"""Small file helpers shared by seal and open: full reads, lengths, and wiping buffers."""
+
+from __future__ import annotations
+
+import os
+from io import BufferedIOBase
+
+_WIPE_BLOCK = bytes(1024 * 1024)
+
+
+def read_full(f: BufferedIOBase, out: memoryview) -> int:
+    """Fill ``out`` from ``f``; return the number of bytes read (short only at EOF)."""
+    filled = 0
+    while filled < len(out):
+        n = f.readinto(out[filled:])
+        if not n:
+            break
+        filled += n
+    return filled
+
+
+def stream_length(f: BufferedIOBase) -> int:
+    """Total length of a seekable stream, leaving its position unchanged."""
+    try:
+        return os.fstat(f.fileno()).st_size
+    except (AttributeError, OSError, ValueError):
+        here = f.tell()
+        end = f.seek(0, os.SEEK_END)
+        f.seek(here)
+        return end
+
+
+def wipe(buf: memoryview) -> None:
+    """Overwrite a writable buffer with zeros (best effort: Python may hold other copies)."""
+    view = buf.cast("B")
+    for start in range(0, len(view), len(_WIPE_BLOCK)):
+        end = min(start + len(_WIPE_BLOCK), len(view))
+        view[start:end] = _WIPE_BLOCK[: end - start]

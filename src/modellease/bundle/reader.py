@@ -1,0 +1,266 @@
+"""Opening a sealed bundle: verify the manifest, then decrypt frames into memory.
+
+Rules:
+
+* the manifest signature is verified against the caller's trusted custodian keys before
+  any manifest field is used (:func:`~modellease.bundle.manifest.verify_manifest`);
+* declared sizes are checked against named limits and against the real input length
+  before anything is allocated;
+* frames are decrypted into a buffer the caller owns (or one allocated once), never to
+  disk; a failed frame wipes what was already written and raises the one opaque
+  :class:`~modellease.errors.BundleIntegrityError`;
+* with ``verify_digest`` (the default), a second thread re-hashes the plaintext while it is
+  decrypted and the result must equal the manifest's SHA-256 (docs/adr/0002).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import threading
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from io import BufferedIOBase
+from mmap import mmap
+from types import TracebackType
+from typing import Self
+
+from modellease._hazmat import AuthenticationFailed, FrameCipher, ct_equal
+from modellease.bundle._io import read_full, stream_length, wipe
+from modellease.bundle.format import (
+    HEADER_SIZE,
+    MAX_MODEL_SIZE,
+    SIGNATURE_SIZE,
+    TAG_SIZE,
+    BundleHeader,
+    frame_aad,
+    frame_count,
+    frame_nonce,
+    sealed_length,
+)
+from modellease.bundle.manifest import Manifest, SignedManifest, verify_manifest
+from modellease.errors import BundleIntegrityError, LimitExceededError
+from modellease.keys import CustodianPublicKey, DataKey
+
+READ_CHUNK = 8 * 1024 * 1024  # bytes of ciphertext read per system call (several frames)
+
+Progress = Callable[[int], None]
+"""Called with the number of plaintext bytes just processed."""
+
+Source = str | os.PathLike[str] | BufferedIOBase
+
+
+class _DigestThread:
+    """SHA-256 of the plaintext, computed on a second thread behind the decryptor."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="bundle-digest", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._hash.update(chunk)  # hashlib releases the GIL for large buffers
+
+    def feed(self, chunk: memoryview) -> None:
+        self._queue.put(chunk)
+
+    def finish(self) -> bytes:
+        self._queue.put(None)
+        self._thread.join()
+        return self._hash.digest()
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedBundle:
+    """A verified manifest and the model's plaintext, in memory only."""
+
+    manifest: Manifest
+    plaintext: bytearray
+
+
+class BundleReader:
+    """A bundle whose header and manifest signature have been verified.
+
+    Use :meth:`open`; then :meth:`decrypt_into` a buffer of ``manifest.model.size`` bytes.
+    """
+
+    __slots__ = ("_file", "_header", "_manifest", "_owns_file", "_signed")
+
+    def __init__(
+        self,
+        file: BufferedIOBase,
+        *,
+        header: BundleHeader,
+        signed: SignedManifest,
+        manifest: Manifest,
+        owns_file: bool,
+    ) -> None:
+        self._file = file
+        self._header = header
+        self._signed = signed
+        self._manifest = manifest
+        self._owns_file = owns_file
+
+    @classmethod
+    def open(
+        cls,
+        source: Source,
+        *,
+        trusted_custodians: Collection[CustodianPublicKey],
+        max_model_size: int = MAX_MODEL_SIZE,
+    ) -> BundleReader:
+        """Verify the header and manifest of ``source`` (a path or a seekable binary file)."""
+        owns = not isinstance(source, BufferedIOBase)
+        f = source if isinstance(source, BufferedIOBase) else open(source, "rb")  # noqa: SIM115, PTH123
+        try:
+            return cls._verify(
+                f, trusted_custodians=trusted_custodians, max_model_size=max_model_size, owns=owns
+            )
+        except BaseException:
+            if owns:
+                f.close()
+            raise
+
+    @classmethod
+    def _verify(
+        cls,
+        f: BufferedIOBase,
+        *,
+        trusted_custodians: Collection[CustodianPublicKey],
+        max_model_size: int,
+        owns: bool,
+    ) -> BundleReader:
+        length = stream_length(f)
+        f.seek(0)
+        # 1. Header: magic, version, reserved bits, declared manifest size vs limit and input.
+        header = BundleHeader.from_bytes(f.read(HEADER_SIZE), available=length)
+        signed = SignedManifest(raw=f.read(header.manifest_size), signature=f.read(SIGNATURE_SIZE))
+        # 2. Manifest: signature by a trusted custodian, then canonical form and schema.
+        manifest = verify_manifest(
+            signed, trusted_custodians=trusted_custodians, header_version=header.version
+        )
+        # 3. Declared model size: under the caller's limit, and exactly what the input holds.
+        size = manifest.model.size
+        if size > max_model_size:
+            raise LimitExceededError(
+                f"model size {size} exceeds the limit of {max_model_size} bytes"
+            )
+        if length != header.frames_offset + sealed_length(size, manifest.frame_size):
+            raise BundleIntegrityError
+        return cls(f, header=header, signed=signed, manifest=manifest, owns_file=owns)
+
+    @property
+    def manifest(self) -> Manifest:
+        """The verified manifest."""
+        return self._manifest
+
+    def decrypt_into(
+        self,
+        out: bytearray | memoryview | mmap,
+        *,
+        data_key: DataKey,
+        verify_digest: bool = True,
+        progress: Progress | None = None,
+    ) -> None:
+        """Decrypt every frame into ``out[:size]``; on any failure wipe it and raise."""
+        size = self._manifest.model.size
+        target = memoryview(out).cast("B")
+        if target.readonly or len(target) < size:
+            raise ValueError(f"need a writable buffer of at least {size} bytes")
+        target = target[:size]
+        digest = _DigestThread() if verify_digest else None
+        try:
+            self._decrypt_frames(target, FrameCipher(data_key), digest, progress)
+            if digest is not None:
+                actual, digest = digest.finish(), None
+                self._check_digest(actual)
+        except BaseException:
+            if digest is not None:
+                digest.finish()
+            wipe(target)
+            raise
+
+    def _check_digest(self, actual: bytes) -> None:
+        if not ct_equal(actual, bytes.fromhex(self._manifest.model.sha256)):
+            raise BundleIntegrityError
+
+    def _decrypt_frames(
+        self,
+        target: memoryview,
+        cipher: FrameCipher,
+        digest: _DigestThread | None,
+        progress: Progress | None,
+    ) -> None:
+        frame_size = self._manifest.frame_size
+        size = len(target)
+        n = frame_count(size, frame_size)
+        aad = frame_aad(self._signed.raw)
+        per_read = max(1, READ_CHUNK // (frame_size + TAG_SIZE))
+        chunk = memoryview(bytearray(per_read * (frame_size + TAG_SIZE)))
+        self._file.seek(self._header.frames_offset)
+        index = 0
+        while index < n:
+            frames = min(per_read, n - index)
+            start = index * frame_size
+            end = min(size, start + frames * frame_size)
+            want = end - start + frames * TAG_SIZE
+            if read_full(self._file, chunk[:want]) != want:
+                raise BundleIntegrityError  # the file shrank after it was verified
+            offset = 0
+            for i in range(index, index + frames):
+                plain = min(frame_size, size - i * frame_size)
+                try:
+                    cipher.decrypt_into(
+                        frame_nonce(i, final=i == n - 1),
+                        chunk[offset : offset + plain + TAG_SIZE],
+                        aad,
+                        target[i * frame_size : i * frame_size + plain],
+                    )
+                except AuthenticationFailed:
+                    raise BundleIntegrityError from None
+                offset += plain + TAG_SIZE
+            if digest is not None:
+                digest.feed(target[start:end])
+            if progress is not None:
+                progress(end - start)
+            index += frames
+        if self._file.read(1):
+            raise BundleIntegrityError  # the file grew after it was verified
+
+    def close(self) -> None:
+        if self._owns_file:
+            self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_bundle(
+    source: Source,
+    *,
+    data_key: DataKey,
+    trusted_custodians: Collection[CustodianPublicKey],
+    verify_digest: bool = True,
+    max_model_size: int = MAX_MODEL_SIZE,
+    progress: Progress | None = None,
+) -> OpenedBundle:
+    """Verify and decrypt a bundle into a newly allocated in-memory buffer."""
+    with BundleReader.open(
+        source, trusted_custodians=trusted_custodians, max_model_size=max_model_size
+    ) as reader:
+        plaintext = bytearray(reader.manifest.model.size)
+        reader.decrypt_into(
+            plaintext, data_key=data_key, verify_digest=verify_digest, progress=progress
+        )
+        return OpenedBundle(manifest=reader.manifest, plaintext=plaintext)

@@ -1,0 +1,26 @@
+"""The root ``modellease`` application."""
+
+from __future__ import annotations
+
+import typer
+
+from modellease.cli.bundle import inspect, seal, unseal
+from modellease.cli.custodian import custodian_app, keys_app
+from modellease.cli.demo import demo
+
+app = typer.Typer(
+    name="modellease",
+    help="Lease AI models under hardware-enforced rules.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(custodian_app, name="custodian")
+app.add_typer(keys_app, name="keys")
+app.command()(seal)
+app.command()(inspect)
+app.command()(unseal)
+app.command()(demo)
+
+
+def main() -> None:
+    app()

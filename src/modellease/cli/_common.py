@@ -1,0 +1,92 @@
+"""What every command shares: error reporting with stable exit codes, and progress bars.
+
+Exit codes: 0 success, 1 other failure, 2 usage error (typer/click), 3 bad or tampered
+input (any :class:`~modellease.errors.InvalidInputError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from modellease.custodian.home import (
+    CustodianHome,
+    UnlockedHome,
+    read_passphrase_file,
+    resolve_home,
+)
+from modellease.errors import InvalidInputError, ModelleaseError
+
+EXIT_OTHER = 1
+EXIT_USAGE = 2
+EXIT_BAD_INPUT = 3
+
+PROGRESS_THRESHOLD = 4 * 1024 * 1024  # show a progress bar for work over 4 MiB
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", help="Custodian home (default: $MODELLEASE_HOME, else ~/.modellease)."),
+]
+PassphraseOption = Annotated[
+    Path | None,
+    typer.Option("--passphrase-file", help="File holding the home's passphrase, if it has one."),
+]
+
+
+@contextmanager
+def reporting() -> Iterator[None]:
+    """Turn modellease errors into one line on stderr and the documented exit code."""
+    try:
+        yield
+    except InvalidInputError as exc:
+        err.print(f"[red]error[/red] ({exc.reason}): {exc}", soft_wrap=True, markup=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except ModelleaseError as exc:
+        err.print(f"[red]error[/red] ({exc.reason}): {exc}", soft_wrap=True, markup=True)
+        raise typer.Exit(EXIT_OTHER) from None
+    except OSError as exc:
+        err.print(f"[red]error[/red] (os): {exc}", soft_wrap=True, markup=False)
+        raise typer.Exit(EXIT_OTHER) from None
+
+
+def unlock_home(
+    home: Path | None, passphrase_file: Path | None
+) -> tuple[CustodianHome, UnlockedHome]:
+    """Load the custodian home and unlock it with its key file or passphrase."""
+    loaded = CustodianHome.load(resolve_home(home))
+    passphrase = read_passphrase_file(passphrase_file) if passphrase_file else None
+    return loaded, loaded.unlock(passphrase)
+
+
+@contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None] | None]:
+    """Yield a progress callback (bytes done), or ``None`` when the work is small."""
+    if total < PROGRESS_THRESHOLD:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
