@@ -54,9 +54,8 @@ def _run(work: Path) -> None:
     model = build_digits_model()
     model_path = work / "digits.onnx"
     model_path.write_bytes(model.onnx)
-    out.print(
-        f"   {model_path.name}: {len(model.onnx)} bytes, sha256 {hashlib.sha256(model.onnx).hexdigest()}"
-    )
+    digest = hashlib.sha256(model.onnx).hexdigest()
+    out.print(f"   {model_path.name}: {len(model.onnx)} bytes, sha256 {digest}")
 
     _step(3, "Seal it: signed manifest + AES-256-GCM frames; the data key stays home")
     bundle = work / "digits.onnx.mlbundle"
@@ -75,12 +74,11 @@ def _run(work: Path) -> None:
 
     _step(4, "Inspect the bundle without any key")
     found = inspect_bundle(bundle)
+    shown = found.manifest
     out.print(
-        f"   signature valid: {found.signature_valid}; custodian {found.manifest.custodian.fingerprint}"
+        f"   signature valid: {found.signature_valid}; custodian {shown.custodian.fingerprint}"
     )
-    out.print(
-        f"   model {found.manifest.model.name} {found.manifest.model.version}, sha256 {found.manifest.model.sha256}"
-    )
+    out.print(f"   model {shown.model.name} {shown.model.version}, sha256 {shown.model.sha256}")
 
     _step(5, "Unseal on the custodian side and compare")
     restored = work / "digits.restored.onnx"
