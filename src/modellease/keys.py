@@ -20,16 +20,11 @@ DataKey = NewType("DataKey", bytes)
 """32-byte AES-256 data key (DEK) that encrypts one bundle's frames."""
 
 _HEX_KEY = re.compile(r"[0-9a-f]{64}")
-_FINGERPRINT = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def fingerprint(public_key: bytes) -> str:
     """Return ``sha256:<hex>`` of the raw public key bytes."""
     return "sha256:" + hashlib.sha256(public_key).hexdigest()
-
-
-def is_fingerprint(text: str) -> bool:
-    return _FINGERPRINT.fullmatch(text) is not None
 
 
 def custodian_key_from_hex(text: str) -> CustodianPublicKey:
@@ -52,5 +47,4 @@ __all__ = [
     "custodian_key_from_hex",
     "data_key",
     "fingerprint",
-    "is_fingerprint",
 ]

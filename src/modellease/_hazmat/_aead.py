@@ -5,8 +5,8 @@ Rules:
 * keys are exactly 32 random bytes; nonces exactly 12 bytes; tags 16 bytes;
 * encryption and decryption write into buffers the caller allocated, so the hot path
   never allocates a fresh plaintext (``AESGCM.decrypt`` that allocates is ~4x slower);
-* a failed tag check raises :class:`AuthenticationFailed` and nothing else; callers
-  turn it into their own opaque error.
+* a failed tag check is reported as ``False`` (hot path) or :class:`AuthenticationFailed`
+  (small messages) and nothing else; callers turn it into their own opaque error.
 """
 
 from __future__ import annotations
@@ -46,12 +46,17 @@ class FrameCipher:
         """Write ``ciphertext || tag`` (``len(plaintext) + 16`` bytes) into ``out``."""
         self._aead.encrypt_into(nonce, plaintext, aad, out)
 
-    def decrypt_into(self, nonce: bytes, sealed: memoryview, aad: bytes, out: memoryview) -> None:
-        """Verify ``sealed`` (ciphertext || tag) and write its plaintext into ``out``."""
+    def decrypt_into(self, nonce: bytes, sealed: memoryview, aad: bytes, out: memoryview) -> bool:
+        """Verify ``sealed`` (ciphertext || tag) and write its plaintext into ``out``.
+
+        Returns whether the tag verified. It returns rather than raises so that no
+        traceback keeps a reference to ``out`` (a view of plaintext memory) alive.
+        """
         try:
             self._aead.decrypt_into(nonce, sealed, aad, out)
         except InvalidTag:
-            raise AuthenticationFailed from None
+            return False
+        return True
 
     def encrypt(self, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
         """Return ``ciphertext || tag`` for small messages (key wrapping, not the hot path)."""

@@ -26,7 +26,7 @@ from mmap import mmap
 from types import TracebackType
 from typing import Self
 
-from modellease._hazmat import AuthenticationFailed, FrameCipher, ct_equal
+from modellease._hazmat import FrameCipher, ct_equal
 from modellease.bundle._io import read_full, stream_length, wipe
 from modellease.bundle.format import (
     HEADER_SIZE,
@@ -165,15 +165,28 @@ class BundleReader:
         verify_digest: bool = True,
         progress: Progress | None = None,
     ) -> None:
-        """Decrypt every frame into ``out[:size]``; on any failure wipe it and raise."""
+        """Decrypt every frame into ``out[:size]``; on any failure wipe it and raise.
+
+        Every view of ``out`` taken here is released before returning or raising, so the
+        caller can close an ``mmap`` at once and no traceback keeps plaintext reachable.
+        """
         size = self._manifest.model.size
-        target = memoryview(out).cast("B")
-        if target.readonly or len(target) < size:
-            raise ValueError(f"need a writable buffer of at least {size} bytes")
-        target = target[:size]
+        with memoryview(out) as view, view.cast("B") as flat:
+            if flat.readonly or len(flat) < size:
+                raise ValueError(f"need a writable buffer of at least {size} bytes")
+            with flat[:size] as target:
+                self._decrypt_checked(target, FrameCipher(data_key), verify_digest, progress)
+
+    def _decrypt_checked(
+        self,
+        target: memoryview,
+        cipher: FrameCipher,
+        verify_digest: bool,
+        progress: Progress | None,
+    ) -> None:
         digest = _DigestThread() if verify_digest else None
         try:
-            self._decrypt_frames(target, FrameCipher(data_key), digest, progress)
+            self._decrypt_frames(target, cipher, digest, progress)
             if digest is not None:
                 actual, digest = digest.finish(), None
                 self._check_digest(actual)
@@ -212,15 +225,14 @@ class BundleReader:
             offset = 0
             for i in range(index, index + frames):
                 plain = min(frame_size, size - i * frame_size)
-                try:
-                    cipher.decrypt_into(
-                        frame_nonce(i, final=i == n - 1),
-                        chunk[offset : offset + plain + TAG_SIZE],
-                        aad,
-                        target[i * frame_size : i * frame_size + plain],
-                    )
-                except AuthenticationFailed:
-                    raise BundleIntegrityError from None
+                authentic = cipher.decrypt_into(
+                    frame_nonce(i, final=i == n - 1),
+                    chunk[offset : offset + plain + TAG_SIZE],
+                    aad,
+                    target[i * frame_size : i * frame_size + plain],
+                )
+                if not authentic:
+                    raise BundleIntegrityError
                 offset += plain + TAG_SIZE
             if digest is not None:
                 digest.feed(target[start:end])

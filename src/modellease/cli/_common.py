@@ -21,6 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 from modellease.custodian.home import (
     CustodianHome,
@@ -49,20 +50,22 @@ PassphraseOption = Annotated[
 ]
 
 
+def _fail(reason: str, message: str, code: int) -> typer.Exit:
+    err.print(Text.assemble(("error", "bold red"), f" ({reason}): {message}"), soft_wrap=True)
+    return typer.Exit(code)
+
+
 @contextmanager
 def reporting() -> Iterator[None]:
     """Turn modellease errors into one line on stderr and the documented exit code."""
     try:
         yield
     except InvalidInputError as exc:
-        err.print(f"[red]error[/red] ({exc.reason}): {exc}", soft_wrap=True, markup=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise _fail(exc.reason, str(exc), EXIT_BAD_INPUT) from None
     except ModelleaseError as exc:
-        err.print(f"[red]error[/red] ({exc.reason}): {exc}", soft_wrap=True, markup=True)
-        raise typer.Exit(EXIT_OTHER) from None
-    except OSError as exc:
-        err.print(f"[red]error[/red] (os): {exc}", soft_wrap=True, markup=False)
-        raise typer.Exit(EXIT_OTHER) from None
+        raise _fail(exc.reason, str(exc), EXIT_OTHER) from None
+    except (OSError, ValueError) as exc:
+        raise _fail(type(exc).__name__, str(exc), EXIT_OTHER) from None
 
 
 def unlock_home(

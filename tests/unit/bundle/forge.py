@@ -42,7 +42,9 @@ def forge(
     for i in range(n):
         chunk = plaintext[i * frame_size : (i + 1) * frame_size]
         out = bytearray(len(chunk) + TAG_SIZE)
-        cipher.encrypt_into(frame_nonce(i, final=i == n - 1), memoryview(chunk), aad, memoryview(out))
+        cipher.encrypt_into(
+            frame_nonce(i, final=i == n - 1), memoryview(chunk), aad, memoryview(out)
+        )
         frames.append(bytes(out))
     return header + raw + signature + b"".join(frames)
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from modellease.bundle import open_bundle
+from modellease.bundle.format import MAX_MANIFEST_SIZE, BundleVersion
 from modellease.bundle.manifest import (
     Manifest,
     SignedManifest,
@@ -17,7 +18,6 @@ from modellease.bundle.manifest import (
     sign_manifest,
     verify_manifest,
 )
-from modellease.bundle.format import BundleVersion, MAX_MANIFEST_SIZE
 from modellease.errors import BundleIntegrityError
 from tests.conftest import FIXED_TIME, Sealed, seal_bytes, signer_from
 from tests.unit.bundle.forge import forge, pretty
@@ -94,9 +94,13 @@ def test_version_mismatch_between_header_and_manifest_is_refused(base: Sealed) -
         signature=signer_from(1).sign(b""),
     )
     good = sign_manifest(base.sealed.manifest, signer_from(1))
-    assert verify_manifest(good, trusted_custodians=[base.custodian], header_version=BundleVersion.V1)
+    assert verify_manifest(
+        good, trusted_custodians=[base.custodian], header_version=BundleVersion.V1
+    )
     with pytest.raises(BundleIntegrityError):
-        verify_manifest(signed, trusted_custodians=[base.custodian], header_version=BundleVersion.V1)
+        verify_manifest(
+            signed, trusted_custodians=[base.custodian], header_version=BundleVersion.V1
+        )
     with pytest.raises(BundleIntegrityError):
         verify_manifest(good, trusted_custodians=[base.custodian], header_version=2)  # type: ignore[arg-type]
 

@@ -11,8 +11,14 @@ from hypothesis import strategies as st
 
 from modellease.bundle import BundleReader, open_bundle, seal_stream
 from modellease.bundle import seal as seal_module
+from modellease.bundle._io import stream_length
 from modellease.bundle.format import MIN_FRAME_SIZE
-from modellease.errors import BundleIntegrityError, InvalidInputError, LimitExceededError, ModelFileError
+from modellease.errors import (
+    BundleIntegrityError,
+    InvalidInputError,
+    LimitExceededError,
+    ModelFileError,
+)
 from modellease.keys import data_key
 from tests.conftest import FIXED_TIME, SMALL_FRAME, seal_bytes, signer_from
 
@@ -119,9 +125,7 @@ def test_model_changing_while_sealing_is_refused(second: bytes) -> None:
 
 
 @pytest.mark.parametrize("change", ["truncate", "append"])
-def test_bundle_file_changing_after_verification_is_refused(
-    tmp_path: Path, change: str
-) -> None:
+def test_bundle_file_changing_after_verification_is_refused(tmp_path: Path, change: str) -> None:
     model_bytes = bytes(range(256)) * 256  # 64 KiB: larger than the file object's read buffer
     sealed = seal_bytes(model_bytes)
     path = tmp_path / "m.mlbundle"
@@ -156,8 +160,6 @@ def test_reader_leaves_a_callers_file_open(model_bytes: bytes) -> None:
 
 def test_unseekable_length_is_found_by_seeking(model_bytes: bytes) -> None:
     """BytesIO has no fileno(); the reader measures it by seeking and restores the position."""
-    from modellease.bundle._io import stream_length
-
     f = io.BytesIO(b"abcdef")
     f.seek(2)
     assert stream_length(f) == 6

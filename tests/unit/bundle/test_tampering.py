@@ -171,9 +171,9 @@ def test_failed_open_wipes_the_callers_buffer(target: Sealed) -> None:
     mutated = bytearray(target.blob)
     mutated[-1] ^= 1  # last tag: every earlier frame decrypted before the failure
     buffer = bytearray(b"\xff" * target.sealed.manifest.model.size)
-    with BundleReader.open(io.BytesIO(bytes(mutated)), trusted_custodians=[target.custodian]) as r:
-        with pytest.raises(BundleIntegrityError):
-            r.decrypt_into(buffer, data_key=target.key)
+    reader = BundleReader.open(io.BytesIO(bytes(mutated)), trusted_custodians=[target.custodian])
+    with reader, pytest.raises(BundleIntegrityError):
+        reader.decrypt_into(buffer, data_key=target.key)
     assert buffer == bytes(len(buffer))
 
 
