@@ -74,11 +74,12 @@ def measure(source: BufferedIOBase, progress: Progress | None = None) -> tuple[i
     source.seek(0)
     h = hashlib.sha256()
     size = 0
-    while chunk := source.read(HASH_CHUNK):
-        h.update(chunk)
-        size += len(chunk)
+    buffer = memoryview(bytearray(HASH_CHUNK))  # reused: no fresh allocation per read
+    while n := read_full(source, buffer):
+        h.update(buffer[:n])
+        size += n
         if progress is not None:
-            progress(len(chunk))
+            progress(n)
     return size, h.hexdigest()
 
 
