@@ -22,7 +22,6 @@ Results go to ``bench/results/`` as JSON and Markdown, with the machine they ran
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -160,7 +159,7 @@ def phase_open_bundle(work: Path, repeat: int, *, digest: bool) -> dict[str, flo
         del opened
 
     seconds = best_of(repeat, run)
-    return {"seconds": seconds, "baseline_rss_mib": baseline, "rss_after_open_minus_baseline_mib": peak_extra}
+    return {"seconds": seconds, "baseline_rss_mib": baseline, "rss_growth_mib": peak_extra}
 
 
 PHASES = {
@@ -191,8 +190,17 @@ def generate_model(path: Path, size: int) -> None:
 
 
 def run_phase(name: str, work: Path, repeat: int) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "--phase", name, "--workdir", str(work), "--repeat", str(repeat)]
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True)  # noqa: S603
+    cmd = [
+        sys.executable,
+        __file__,
+        "--phase",
+        name,
+        "--workdir",
+        str(work),
+        "--repeat",
+        str(repeat),
+    ]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -240,7 +248,9 @@ def markdown(report: dict[str, object]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=HERE / "work")
@@ -258,18 +268,18 @@ def main() -> None:
         print(f"  {name} ...", end=" ", flush=True)
         phases[name] = run_phase(name, args.workdir, args.repeat)
         r = phases[name]
-        print(f"{r['seconds']:.3f} s, {size / r['seconds'] / 1e9:.2f} GB/s, peak RSS {r['peak_rss_mib']:.0f} MiB")
+        gbps = size / r["seconds"] / 1e9
+        print(f"{r['seconds']:.3f} s, {gbps:.2f} GB/s, peak RSS {r['peak_rss_mib']:.0f} MiB")
     t = {k: v["seconds"] for k, v in phases.items()}
+    ob, model_mib = phases["open-bundle"], args.size_mib
     ratios = {
         "open / floor (target >= 0.7)": t["floor"] / t["open"],
         "open+digest / floor": t["floor"] / t["open+digest"],
         "open-bundle / floor-fresh": t["floor-fresh"] / t["open-bundle"],
         "open-bundle+digest / floor-fresh": t["floor-fresh"] / t["open-bundle+digest"],
-        "open-bundle peak RSS - model size (MiB, target <= 64)": phases["open-bundle"]["peak_rss_mib"] - args.size_mib,
-        "open-bundle RSS growth - model size (MiB, excl. interpreter)": phases["open-bundle"][
-            "rss_after_open_minus_baseline_mib"
-        ]
-        - args.size_mib,
+        "open-bundle peak RSS - model size (MiB, target <= 64)": ob["peak_rss_mib"] - model_mib,
+        "open-bundle RSS growth - model size (MiB, excl. interpreter)": ob["rss_growth_mib"]
+        - model_mib,
         "seal peak RSS (MiB)": phases["seal"]["peak_rss_mib"],
     }
     report = {
