@@ -204,3 +204,46 @@ def test_large_model_shows_progress_and_round_trips(
     )
     assert result.exit_code == 0
     assert out.read_bytes() == big.read_bytes()
+
+
+def _truncate_to_frame_boundary(data: bytes) -> bytes:
+    return data[: -(len(ONNX_LIKE) % (1 << 20) + 16)]
+
+
+def _oversize_manifest_length(data: bytes) -> bytes:
+    return data[:12] + (1 << 20).to_bytes(4, "big") + data[16:]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (_truncate_to_frame_boundary, "bundle_integrity"),
+        (lambda d: d + b"\x00" * 32, "bundle_integrity"),
+        (lambda d: d[:-1], "bundle_integrity"),
+        (lambda d: d[:8] + b"\x00\x07" + d[10:], "unsupported_bundle_version"),
+        (_oversize_manifest_length, "limit_exceeded"),
+        (lambda d: b"\x00" * len(d), "not_a_bundle"),
+    ],
+)
+def test_unseal_attacks_exit_3_with_their_reason(
+    runner: CliRunner, tmp_path: Path, home: Path, bundle: Path, mutate: object, reason: str
+) -> None:
+    bundle.write_bytes(mutate(bundle.read_bytes()))  # type: ignore[operator]
+    out = tmp_path / "never.onnx"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = runner.invoke(app, ["unseal", str(bundle), "--out", str(out), "--home", str(home)])
+    assert result.exit_code == 3, result.output
+    assert f"error ({reason}):" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_unseal_of_another_custodians_bundle_exits_3(
+    runner: CliRunner, tmp_path: Path, bundle: Path
+) -> None:
+    other = tmp_path / "other-home"
+    assert runner.invoke(app, ["custodian", "init", "--home", str(other)]).exit_code == 0
+    result = runner.invoke(
+        app, ["unseal", str(bundle), "--out", str(tmp_path / "o"), "--home", str(other)]
+    )
+    assert result.exit_code == 3
+    assert "error (bundle_integrity):" in result.stderr

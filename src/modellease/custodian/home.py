@@ -195,6 +195,8 @@ class CustodianHome:
 
     def _master_key(self, passphrase: bytes | None) -> bytes:
         master = self._config["master_key"]
+        if master.get("kind") not in {"key-file", "scrypt"}:
+            raise KeyStoreLockedError(f"unknown master key kind in {self.path / CONFIG_FILE}")
         if master["kind"] == "scrypt":
             if passphrase is None:
                 raise KeyStoreLockedError("this custodian home needs its passphrase file")

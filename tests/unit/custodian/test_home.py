@@ -157,3 +157,12 @@ def test_passphrase_file(tmp_path: Path) -> None:
     path.write_bytes(b"\n")
     with pytest.raises(ValueError, match="is empty"):
         read_passphrase_file(path)
+
+
+def test_unknown_master_key_kind_is_refused(tmp_path: Path) -> None:
+    home = CustodianHome.init(tmp_path / "home")
+    config = json.loads((home.path / CONFIG_FILE).read_text())
+    config["master_key"]["kind"] = "hsm"
+    (home.path / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(KeyStoreLockedError, match="unknown master key kind"):
+        CustodianHome.load(home.path).unlock()
