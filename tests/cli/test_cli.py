@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from modellease.cli import app
 from modellease.custodian.home import DATA_KEYS_DIR, CustodianHome
+from tests.conftest import seal_bytes
 
 ONNX_LIKE = b"\x08\x08\x12\x08" + bytes(range(256)) * 64
 
@@ -247,3 +248,15 @@ def test_unseal_of_another_custodians_bundle_exits_3(
     )
     assert result.exit_code == 3
     assert "error (bundle_integrity):" in result.stderr
+
+
+def test_inspect_prints_untrusted_text_inert(runner: CliRunner, tmp_path: Path) -> None:
+    """A bundle signed by anyone may carry escape codes or rich markup in its name."""
+    hostile = "\x1b[8A\u202e[/][link=https://evil]x[/link]"
+    path = tmp_path / "hostile.mlbundle"
+    path.write_bytes(seal_bytes(b"\x08" * 300, name=hostile).blob)
+    result = runner.invoke(app, ["inspect", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout
+    assert "\u202e" not in result.stdout
+    assert "\\x1b[8A\\u202e[/][link=https://evil]x[/link]" in result.stdout

@@ -67,3 +67,24 @@ def test_scrypt_parameters_are_bounded() -> None:
 
 def test_hkdf_separates_purposes() -> None:
     assert hkdf_sha256(b"k" * 32, info=b"a") != hkdf_sha256(b"k" * 32, info=b"b")
+
+
+def test_failed_decrypt_leaves_no_unauthenticated_plaintext() -> None:
+    cipher = FrameCipher(b"k" * 32)
+    sealed = bytearray(64 + 16)
+    cipher.encrypt_into(b"n" * 12, memoryview(b"p" * 64), b"", memoryview(sealed))
+    sealed[0] ^= 1
+    out = bytearray(b"\xff" * 64)
+    assert not cipher.decrypt_into(b"n" * 12, memoryview(sealed), b"", memoryview(out))
+    assert out == bytes(64)
+
+
+@pytest.mark.parametrize("nonce", [b"n" * 8, b"n" * 16])
+def test_nonces_are_exactly_12_bytes(nonce: bytes) -> None:
+    cipher = FrameCipher(b"k" * 32)
+    with pytest.raises(ValueError, match="exactly 12 bytes"):
+        cipher.encrypt(nonce, b"m", b"")
+    with pytest.raises(ValueError, match="exactly 12 bytes"):
+        cipher.decrypt(nonce, b"m" * 17, b"")
+    with pytest.raises(ValueError, match="exactly 12 bytes"):
+        cipher.decrypt_into(nonce, memoryview(b"m" * 17), b"", memoryview(bytearray(1)))

@@ -30,6 +30,11 @@ def random_aead_key() -> bytes:
     return os.urandom(AEAD_KEY_SIZE)
 
 
+def _check_nonce(nonce: bytes) -> None:
+    if len(nonce) != AEAD_NONCE_SIZE:
+        raise ValueError("AES-GCM nonces here are exactly 12 bytes")
+
+
 class FrameCipher:
     """AES-256-GCM bound to one key, encrypting and decrypting into given buffers."""
 
@@ -44,6 +49,7 @@ class FrameCipher:
         self, nonce: bytes, plaintext: memoryview, aad: bytes, out: memoryview
     ) -> None:
         """Write ``ciphertext || tag`` (``len(plaintext) + 16`` bytes) into ``out``."""
+        _check_nonce(nonce)
         self._aead.encrypt_into(nonce, plaintext, aad, out)
 
     def decrypt_into(self, nonce: bytes, sealed: memoryview, aad: bytes, out: memoryview) -> bool:
@@ -52,18 +58,22 @@ class FrameCipher:
         Returns whether the tag verified. It returns rather than raises so that no
         traceback keeps a reference to ``out`` (a view of plaintext memory) alive.
         """
+        _check_nonce(nonce)
         try:
             self._aead.decrypt_into(nonce, sealed, aad, out)
         except InvalidTag:
+            out[:] = bytes(len(out))  # OpenSSL wrote unauthenticated plaintext: never leave it
             return False
         return True
 
     def encrypt(self, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
         """Return ``ciphertext || tag`` for small messages (key wrapping, not the hot path)."""
+        _check_nonce(nonce)
         return self._aead.encrypt(nonce, plaintext, aad)
 
     def decrypt(self, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
         """Return the plaintext of a small message, or raise :class:`AuthenticationFailed`."""
+        _check_nonce(nonce)
         try:
             return self._aead.decrypt(nonce, sealed, aad)
         except InvalidTag:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from io import BufferedIOBase
 
 _WIPE_BLOCK = bytes(1024 * 1024)
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes just processed."""
 
 
 def read_full(f: BufferedIOBase, out: memoryview) -> int:

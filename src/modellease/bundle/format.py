@@ -20,9 +20,10 @@ Frame rules (a STREAM-style construction, Hoang, Reyhanitabar, Rogaway, Vizar 20
   the DEK is fresh for every bundle, so no nonce ever repeats under one key;
 * AAD = ``FRAME_AAD_DOMAIN || SHA-256(PAE(type, manifest))``: every frame is bound to
   the exact signed manifest (bundle id, size, model hash, frame size);
-* truncation drops the final flag, extension adds a frame after it, reordering or
-  duplication breaks the index, splicing from another bundle breaks the key and AAD:
-  each fails a tag check.
+* the reader first requires the exact length the signed manifest implies, which already
+  refuses truncation and extension; independently of that check, a stream cut at a frame
+  boundary ends on a frame sealed as non-final, reordering or duplication breaks the index,
+  and splicing from another bundle breaks the key and AAD: each fails a tag check.
 """
 
 from __future__ import annotations

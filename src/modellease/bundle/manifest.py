@@ -42,7 +42,8 @@ ModelFormat = Literal["onnx", "gguf", "safetensors"]
 MODEL_FORMATS: tuple[ModelFormat, ...] = ("onnx", "gguf", "safetensors")
 
 _HEX64 = r"^[0-9a-f]{64}$"
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
@@ -91,13 +92,14 @@ class Manifest(BaseModel):
     def _consistent(self) -> Self:
         if _TIMESTAMP.fullmatch(self.created_at) is None:
             raise ValueError("created_at must be an RFC 3339 UTC time to the second")
+        datetime.strptime(self.created_at, _TIMESTAMP_FORMAT)  # a real date: raises ValueError
         if frame_count(self.model.size, self.frame_size) > MAX_FRAME_COUNT:
             raise ValueError("too many frames")
         return self
 
     @property
     def created(self) -> datetime:
-        return datetime.strptime(self.created_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return datetime.strptime(self.created_at, _TIMESTAMP_FORMAT).replace(tzinfo=UTC)
 
     def to_canonical_json(self) -> bytes:
         return canonical_json(self.model_dump(mode="json"))
@@ -107,7 +109,7 @@ def format_timestamp(when: datetime) -> str:
     """Render an aware datetime as the manifest's RFC 3339 UTC form."""
     if when.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(UTC).strftime(_TIMESTAMP_FORMAT)
 
 
 @dataclass(frozen=True, slots=True)

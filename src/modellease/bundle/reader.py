@@ -19,15 +19,15 @@ import hashlib
 import os
 import queue
 import threading
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from io import BufferedIOBase
 from mmap import mmap
 from types import TracebackType
 from typing import Self
 
 from modellease._hazmat import FrameCipher, ct_equal
-from modellease.bundle._io import read_full, stream_length, wipe
+from modellease.bundle._io import Progress, read_full, stream_length, wipe
 from modellease.bundle.format import (
     HEADER_SIZE,
     MAX_MODEL_SIZE,
@@ -45,8 +45,6 @@ from modellease.keys import CustodianPublicKey, DataKey
 
 READ_CHUNK = 8 * 1024 * 1024  # bytes of ciphertext read per system call (several frames)
 
-Progress = Callable[[int], None]
-"""Called with the number of plaintext bytes just processed."""
 
 Source = str | os.PathLike[str] | BufferedIOBase
 
@@ -78,7 +76,7 @@ class OpenedBundle:
     """A verified manifest and the model's plaintext, in memory only."""
 
     manifest: Manifest
-    plaintext: bytearray
+    plaintext: bytearray = field(repr=False)
 
 
 class BundleReader:

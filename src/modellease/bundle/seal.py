@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from io import BufferedIOBase
 from typing import BinaryIO
@@ -23,7 +22,7 @@ from typing import BinaryIO
 from pydantic import JsonValue, ValidationError
 
 from modellease._hazmat import FrameCipher, SigningKey, random_aead_key
-from modellease.bundle._io import read_full
+from modellease.bundle._io import Progress, read_full
 from modellease.bundle.format import (
     DEFAULT_FRAME_SIZE,
     MAX_MODEL_SIZE,
@@ -49,16 +48,13 @@ from modellease.keys import DataKey, data_key, fingerprint
 
 HASH_CHUNK = 8 * 1024 * 1024  # read size for the measuring pass
 
-Progress = Callable[[int], None]
-"""Called with the number of model bytes just processed (each pass reports once)."""
-
 
 @dataclass(frozen=True, slots=True)
 class SealedBundle:
     """What sealing produced: the signed manifest and the data key (to be stored, not shipped)."""
 
     manifest: Manifest
-    data_key: DataKey
+    data_key: DataKey = field(repr=False)
 
 
 def new_bundle_id() -> str:

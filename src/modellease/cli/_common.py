@@ -6,6 +6,7 @@ input (any :class:`~modellease.errors.InvalidInputError`).
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,8 +38,23 @@ EXIT_BAD_INPUT = 3
 
 PROGRESS_THRESHOLD = 4 * 1024 * 1024  # show a progress bar for work over 4 MiB
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+# No console markup: text from bundles, evidence and the command line is printed as is,
+# so it can never be read as rich markup. Styles go through Text objects.
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+_UNPRINTABLE_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+
+def printable(text: str) -> str:
+    """Escape control, format (bidi) and unassigned characters of untrusted text."""
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(ch) in _UNPRINTABLE_CATEGORIES
+        else ch
+        for ch in text
+    )
+
 
 HomeOption = Annotated[
     Path | None,
@@ -51,7 +67,7 @@ PassphraseOption = Annotated[
 
 
 def _fail(reason: str, message: str, code: int) -> typer.Exit:
-    err.print(Text.assemble(("error", "bold red"), f" ({reason}): {message}"), soft_wrap=True)
+    err.print(Text.assemble(("error", "bold red"), f" ({reason}): {printable(message)}"))
     return typer.Exit(code)
 
 

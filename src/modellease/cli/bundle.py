@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from modellease import __version__
 from modellease.bundle import DEFAULT_FRAME_SIZE, BundleInspection, inspect_bundle
@@ -16,6 +17,7 @@ from modellease.cli._common import (
     HomeOption,
     PassphraseOption,
     out,
+    printable,
     progress_bar,
     reporting,
     unlock_home,
@@ -77,11 +79,10 @@ def seal(
                 progress=progress,
             )
         m = sealed.manifest
-        out.print(f"sealed {model} -> {target}")
+        out.print(printable(f"sealed {model} -> {target}"))
         out.print(f"bundle id  {m.bundle_id}")
-        out.print(
-            f"model      {m.model.name} {m.model.version} ({m.model.format}, {m.model.size} bytes)"
-        )
+        described = f"{m.model.name} {m.model.version} ({m.model.format}, {m.model.size} bytes)"
+        out.print(f"model      {printable(described)}")
         out.print(f"sha256     {m.model.sha256}")
         out.print("data key   stored in the custodian key store (not in the bundle)")
 
@@ -112,6 +113,8 @@ def inspect(
         else:
             m = found.manifest
             table = Table(show_header=False, box=None)
+            table.add_column(no_wrap=True)
+            table.add_column(overflow="fold")
             rows = [
                 ("format version", str(int(found.header.version))),
                 ("bundle id", m.bundle_id),
@@ -129,7 +132,7 @@ def inspect(
                 ("provenance", json.dumps(m.provenance, sort_keys=True)),
             ]
             for key, value in rows:
-                table.add_row(key, value)
+                table.add_row(key, Text(printable(value)))
             out.print(table)
             out.print("(unverified: trust depends on whether you trust the custodian key above)")
         if not found.intact:

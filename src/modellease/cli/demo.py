@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from modellease.bundle import inspect_bundle, open_bundle
 from modellease.cli._common import out, reporting
@@ -25,7 +26,8 @@ MIN_DEMO_ACCURACY = 0.9  # the digits MLP scores ~97 %; far below means somethin
 
 
 def _step(number: int, text: str) -> None:
-    out.print(f"\n[bold cyan]{number}.[/bold cyan] [bold]{text}[/bold]")
+    out.print()
+    out.print(Text.assemble((f"{number}. ", "bold cyan"), (text, "bold")))
 
 
 def demo(
@@ -113,9 +115,8 @@ def _run(work: Path) -> None:
         refused = False
 
     ok = same and score >= MIN_DEMO_ACCURACY and refused
-    out.print(
-        "\n[bold green]demo complete[/bold green]" if ok else "\n[bold red]demo FAILED[/bold red]"
-    )
+    out.print()
+    out.print(Text("demo complete", "bold green") if ok else Text("demo FAILED", "bold red"))
     out.print("   next (later issues): lease, attested enrolment, metered serving, off-switch")
     if not ok:
         raise typer.Exit(1)

@@ -9,7 +9,7 @@ from pathlib import Path
 from modellease.errors import OutputExistsError
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -17,11 +17,10 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_new_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Create ``path`` with ``data`` atomically; refuse if it already exists."""
+def write_new_file(path: Path, data: bytes) -> None:
+    """Create ``path`` (mode 0600) with ``data`` atomically; refuse if it already exists."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -38,4 +37,4 @@ def publish(tmp: Path, path: Path) -> None:
     except FileExistsError:
         raise OutputExistsError(f"{path} already exists; refusing to overwrite it") from None
     tmp.unlink()
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)

@@ -29,7 +29,9 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from modellease._hazmat import (
     AEAD_NONCE_SIZE,
@@ -41,6 +43,7 @@ from modellease._hazmat import (
     random_aead_key,
     scrypt,
 )
+from modellease.custodian._files import fsync_dir
 from modellease.custodian.keystore import KeyStore
 from modellease.errors import HomeExistsError, HomeNotFoundError, KeyStoreLockedError
 from modellease.keys import CustodianPublicKey, custodian_key_from_hex, fingerprint
@@ -53,6 +56,7 @@ CONFIG_FILE = "config.json"
 MASTER_KEY_FILE = "master.key"
 IDENTITY_FILE = "identity.sealed"
 DATA_KEYS_DIR = "data-keys"
+MASTER_KEY_SIZE = 32
 
 _IDENTITY_INFO = b"modellease/home/v1/identity"
 _DATA_KEYS_INFO = b"modellease/home/v1/data-keys"
@@ -84,12 +88,52 @@ class UnlockedHome:
     keys: KeyStore
 
 
+class MasterKeyConfig(BaseModel):
+    """How the master key is obtained: a key file, or scrypt over a passphrase."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    kind: Literal["key-file", "scrypt"]
+    salt: str | None = Field(default=None, pattern=r"^[0-9a-f]{32,128}$")
+    log2_n: int | None = None
+    r: int | None = None
+    p: int | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        params = (self.salt, self.log2_n, self.r, self.p)
+        if (self.kind == "scrypt") != all(v is not None for v in params) or (
+            self.kind == "key-file" and any(v is not None for v in params)
+        ):
+            raise ValueError("scrypt needs salt, log2_n, r and p; a key file needs none")
+        self.scrypt_params()  # bounds are checked by ScryptParams
+        return self
+
+    def scrypt_params(self) -> ScryptParams | None:
+        if self.kind != "scrypt" or self.salt is None or self.log2_n is None:
+            return None
+        return ScryptParams(
+            salt=bytes.fromhex(self.salt), log2_n=self.log2_n, r=self.r or 0, p=self.p or 0
+        )
+
+
+class HomeConfig(BaseModel):
+    """``config.json``: public facts about the home, checked on every load."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    home_format: Literal[1]
+    created_at: str
+    custodian_public_key: str = Field(pattern=r"^[0-9a-f]{64}$")
+    master_key: MasterKeyConfig
+
+
 class CustodianHome:
     """An initialised custodian home. Reading its public key needs no secret."""
 
     __slots__ = ("_config", "path")
 
-    def __init__(self, path: Path, config: dict[str, Any]) -> None:
+    def __init__(self, path: Path, config: HomeConfig) -> None:
         self.path = path
         self._config = config
 
@@ -105,19 +149,18 @@ class CustodianHome:
         staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.init-"))
         try:
             config = cls._populate(staging, passphrase, scrypt_log2_n)
-            if path.exists():
-                path.rmdir()  # an empty directory the user made for us
-            staging.rename(path)
+            fsync_dir(staging)
+            staging.rename(path)  # atomically replaces an empty directory the user made for us
+            fsync_dir(path.parent)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return cls(path, config)
+        return cls(path, HomeConfig.model_validate(config))
 
     @staticmethod
     def _populate(
         staging: Path, passphrase: bytes | None, scrypt_log2_n: int | None
     ) -> dict[str, Any]:
-        staging.chmod(0o700)
         (staging / DATA_KEYS_DIR).mkdir(mode=0o700)
         master: dict[str, Any]
         if passphrase is None:
@@ -153,19 +196,23 @@ class CustodianHome:
     def load(cls, path: Path) -> CustodianHome:
         """Open an existing home (its public parts only)."""
         try:
-            config = json.loads((path / CONFIG_FILE).read_text())
+            raw = (path / CONFIG_FILE).read_bytes()
         except FileNotFoundError:
             raise HomeNotFoundError(
                 f"no custodian home at {path}; create one with `modellease custodian init`"
             ) from None
-        if not isinstance(config, dict) or config.get("home_format") != HOME_FORMAT:
-            raise HomeNotFoundError(f"{path / CONFIG_FILE} is not a modellease home config")
+        try:
+            config = HomeConfig.model_validate_json(raw)
+        except ValidationError:
+            raise HomeNotFoundError(
+                f"{path / CONFIG_FILE} is not a modellease home config"
+            ) from None
         return cls(path, config)
 
     # ------------------------------------------------------------------ public parts
     @property
     def public_key(self) -> CustodianPublicKey:
-        return custodian_key_from_hex(str(self._config["custodian_public_key"]))
+        return custodian_key_from_hex(self._config.custodian_public_key)
 
     @property
     def fingerprint(self) -> str:
@@ -173,7 +220,7 @@ class CustodianHome:
 
     @property
     def uses_passphrase(self) -> bool:
-        return bool(self._config["master_key"]["kind"] == "scrypt")
+        return self._config.master_key.kind == "scrypt"
 
     # ------------------------------------------------------------------ secrets
     def unlock(self, passphrase: bytes | None = None) -> UnlockedHome:
@@ -194,32 +241,37 @@ class CustodianHome:
         return UnlockedHome(signer=signer, keys=keys)
 
     def _master_key(self, passphrase: bytes | None) -> bytes:
-        master = self._config["master_key"]
-        if master.get("kind") not in {"key-file", "scrypt"}:
-            raise KeyStoreLockedError(f"unknown master key kind in {self.path / CONFIG_FILE}")
-        if master["kind"] == "scrypt":
+        params = self._config.master_key.scrypt_params()
+        if params is not None:
             if passphrase is None:
                 raise KeyStoreLockedError("this custodian home needs its passphrase file")
-            params = ScryptParams(
-                salt=bytes.fromhex(master["salt"]),
-                log2_n=master["log2_n"],
-                r=master["r"],
-                p=master["p"],
-            )
             return scrypt(passphrase, params)
         if passphrase is not None:
             raise KeyStoreLockedError("this custodian home uses a key file, not a passphrase")
-        key_file = self.path / MASTER_KEY_FILE
-        mode = key_file.stat().st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return _read_master_key_file(self.path / MASTER_KEY_FILE)
+
+
+def _read_master_key_file(path: Path) -> bytes:
+    """Read the master key like ssh reads a private key: no symlink, ours alone, 0600."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise KeyStoreLockedError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            raise KeyStoreLockedError(f"{path} is not a regular file owned by this user")
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KeyStoreLockedError(
-                f"{key_file} is accessible by other users (mode {stat.filemode(mode)}); "
+                f"{path} is accessible by other users (mode {stat.filemode(info.st_mode)}); "
                 "run `chmod 600` on it"
             )
-        key = key_file.read_bytes()
-        if len(key) != 32:
-            raise KeyStoreLockedError(f"{key_file} is not a 32-byte master key")
-        return key
+        key = os.read(fd, MASTER_KEY_SIZE + 1)
+    finally:
+        os.close(fd)
+    if len(key) != MASTER_KEY_SIZE:
+        raise KeyStoreLockedError(f"{path} is not a 32-byte master key")
+    return key
 
 
 def _log2_n(value: int | None) -> dict[str, int]:

@@ -6,7 +6,9 @@ Rules:
   is never a bundle whose key was lost; on any failure the partial file is removed;
 * existing files are never overwritten;
 * unseal trusts only this home's own custodian key and writes the plaintext through a
-  temporary file that is renamed into place only once every frame and the digest verified.
+  temporary file (mode 0600, blocks reserved up front) that is renamed into place only once
+  every frame and the digest verified; a crash of the process itself can leave that
+  temporary file behind.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import mmap
 import os
 import tempfile
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,12 +31,11 @@ from modellease.bundle import (
     new_data_key,
     seal_stream,
 )
+from modellease.bundle._io import Progress
 from modellease.bundle.detect import SNIFF_SIZE
 from modellease.custodian._files import publish
 from modellease.custodian.home import CustodianHome, UnlockedHome
 from modellease.errors import ModelFileError, OutputExistsError
-
-Progress = Callable[[int], None]
 
 
 def _refuse_existing(path: Path) -> None:
@@ -82,8 +82,8 @@ def seal_model_file(
                     progress=progress,
                 )
                 sink.flush()
+                os.fchmod(sink.fileno(), 0o644)  # a bundle is not secret: it ships to borrowers
                 os.fsync(sink.fileno())
-            tmp.chmod(0o644)  # a bundle is not secret: it ships to borrowers
             unlocked.keys.put(sealed.manifest.bundle_id, sealed.data_key)
             publish(tmp, out)
         finally:
@@ -108,7 +108,9 @@ def unseal_bundle(
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "r+b") as sink:
-                sink.truncate(manifest.model.size)
+                # Reserve the blocks first: a full disk then fails here with ENOSPC instead of
+                # killing the process with SIGBUS halfway through writing plaintext.
+                os.posix_fallocate(sink.fileno(), 0, manifest.model.size)
                 with mmap.mmap(sink.fileno(), manifest.model.size) as mapped:
                     reader.decrypt_into(mapped, data_key=key, progress=progress)
                     mapped.flush()

@@ -155,3 +155,14 @@ def test_too_many_frames_is_refused(base: Sealed) -> None:
     doc["model"]["size"] = 2**40
     with pytest.raises(ValueError, match="too many frames"):
         Manifest.model_validate(doc)
+
+
+@pytest.mark.parametrize(
+    "when",
+    ["2026-99-99T99:99:99Z", "2026-02-30T00:00:00Z", "\u0662\u0660\u0662\u0666-01-01T00:00:00Z"],
+)
+def test_impossible_or_non_ascii_dates_are_refused(base: Sealed, when: str) -> None:
+    doc = document(base)
+    doc["created_at"] = when
+    with pytest.raises(ValueError, match=r"created_at|does not match format|out of range"):
+        Manifest.model_validate(doc)

@@ -164,3 +164,13 @@ def test_unseekable_length_is_found_by_seeking(model_bytes: bytes) -> None:
     f.seek(2)
     assert stream_length(f) == 6
     assert f.tell() == 2
+
+
+def test_reprs_do_not_show_the_data_key_or_the_model(model_bytes: bytes) -> None:
+    sealed = seal_bytes(model_bytes)
+    assert sealed.key.hex() not in repr(sealed.sealed)
+    assert repr(sealed.key) not in repr(sealed.sealed)
+    opened = open_bundle(
+        io.BytesIO(sealed.blob), data_key=sealed.key, trusted_custodians=[sealed.custodian]
+    )
+    assert "plaintext" not in repr(opened)

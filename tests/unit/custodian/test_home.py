@@ -121,6 +121,10 @@ def test_unlock_refuses_a_replaced_master_key(tmp_path: Path) -> None:
     (home.path / MASTER_KEY_FILE).write_bytes(b"\x00" * 31)
     with pytest.raises(KeyStoreLockedError, match="not a 32-byte master key"):
         home.unlock()
+    (home.path / MASTER_KEY_FILE).unlink()
+    (home.path / MASTER_KEY_FILE).mkdir(mode=0o700)
+    with pytest.raises(KeyStoreLockedError, match="not a regular file"):
+        home.unlock()
 
 
 def test_unlock_refuses_an_identity_that_does_not_match_config(tmp_path: Path) -> None:
@@ -164,5 +168,34 @@ def test_unknown_master_key_kind_is_refused(tmp_path: Path) -> None:
     config = json.loads((home.path / CONFIG_FILE).read_text())
     config["master_key"]["kind"] = "hsm"
     (home.path / CONFIG_FILE).write_text(json.dumps(config))
-    with pytest.raises(KeyStoreLockedError, match="unknown master key kind"):
-        CustodianHome.load(home.path).unlock()
+    with pytest.raises(HomeNotFoundError, match="not a modellease home config"):
+        CustodianHome.load(home.path)
+
+
+@pytest.mark.parametrize(
+    "master",
+    [
+        {},
+        {"kind": "scrypt"},
+        {"kind": "key-file", "salt": "00" * 16},
+        {"kind": "scrypt", "salt": "00" * 16, "log2_n": 3, "r": 8, "p": 1},
+    ],
+)
+def test_malformed_master_key_config_is_refused_on_load(tmp_path: Path, master: dict) -> None:
+    home = CustodianHome.init(tmp_path / "home")
+    config = json.loads((home.path / CONFIG_FILE).read_text())
+    config["master_key"] = master
+    (home.path / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(HomeNotFoundError, match="not a modellease home config"):
+        CustodianHome.load(home.path)
+
+
+def test_master_key_symlink_is_refused(tmp_path: Path) -> None:
+    home = CustodianHome.init(tmp_path / "home")
+    real = tmp_path / "elsewhere.key"
+    real.write_bytes((home.path / MASTER_KEY_FILE).read_bytes())
+    real.chmod(0o600)
+    (home.path / MASTER_KEY_FILE).unlink()
+    (home.path / MASTER_KEY_FILE).symlink_to(real)
+    with pytest.raises(KeyStoreLockedError, match="cannot open"):
+        home.unlock()
