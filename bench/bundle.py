@@ -1,7 +1,9 @@
 """Benchmark: seal and open a generated model, against the raw AES-GCM floor.
 
-Each phase runs in its own child process so that its peak RSS is its own. Every time is the
-best of ``--repeat`` runs. The bundle file is read from the page cache (it was just
+Each phase runs in its own child process so that its peak RSS is its own. Phases are run
+round-robin for ``--repeat`` rounds (floor, open, ... then again), so that drift in the
+machine's speed hits baseline and candidate alike; each time is the best of the rounds,
+and the median is recorded too. The bundle file is read from the page cache (it was just
 written), so this measures CPU and memory cost, not the disk.
 
 Phases:
@@ -26,6 +28,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -204,6 +207,15 @@ def run_phase(name: str, work: Path, repeat: int) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def summarise(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Best and median time over rounds; the largest peak RSS; other fields of the best run."""
+    best = min(runs, key=lambda r: r["seconds"])
+    return best | {
+        "median_seconds": statistics.median(r["seconds"] for r in runs),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+    }
+
+
 def machine() -> dict[str, object]:
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -230,17 +242,20 @@ def markdown(report: dict[str, object]) -> str:
     lines = [
         f"# Bundle benchmark, {report['date']}",
         "",
-        f"Model: {size} MiB of random bytes, 1 MiB frames, best of {report['repeat']} runs; "
+        f"Model: {size} MiB of random bytes, 1 MiB frames, {report['repeat']} interleaved rounds; "
         "bundle read from the page cache.",
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),  # type: ignore[attr-defined]
         "",
-        "| phase | seconds | GB/s | peak RSS (MiB) |",
-        "|---|---:|---:|---:|",
+        "| phase | best s | median s | GB/s (best) | peak RSS (MiB) |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name, r in res.items():
         gbps = size * MIB / r["seconds"] / 1e9
-        lines.append(f"| {name} | {r['seconds']:.3f} | {gbps:.2f} | {r['peak_rss_mib']:.0f} |")
+        lines.append(
+            f"| {name} | {r['seconds']:.3f} | {r['median_seconds']:.3f} | {gbps:.2f} "
+            f"| {r['peak_rss_mib']:.0f} |"
+        )
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in ratios.items()]
     lines += ["", "Command: `" + str(report["command"]) + "`", ""]
@@ -263,13 +278,20 @@ def main() -> None:
     size = args.size_mib * MIB
     print(f"generating a {args.size_mib} MiB model in {args.workdir} ...", flush=True)
     generate_model(args.workdir / "model.bin", size)
-    phases: dict[str, dict[str, float]] = {}
-    for name in PHASES:
-        print(f"  {name} ...", end=" ", flush=True)
-        phases[name] = run_phase(name, args.workdir, args.repeat)
-        r = phases[name]
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in PHASES}
+    for round_number in range(args.repeat):
+        print(f"  round {round_number + 1}/{args.repeat}:", end="", flush=True)
+        for name in PHASES:
+            rounds[name].append(run_phase(name, args.workdir, 1))
+            print(f" {name} {rounds[name][-1]['seconds']:.3f}s", end="", flush=True)
+        print()
+    phases = {name: summarise(runs) for name, runs in rounds.items()}
+    for name, r in phases.items():
         gbps = size / r["seconds"] / 1e9
-        print(f"{r['seconds']:.3f} s, {gbps:.2f} GB/s, peak RSS {r['peak_rss_mib']:.0f} MiB")
+        print(
+            f"  {name}: best {r['seconds']:.3f} s ({gbps:.2f} GB/s), median "
+            f"{r['median_seconds']:.3f} s, peak RSS {r['peak_rss_mib']:.0f} MiB"
+        )
     t = {k: v["seconds"] for k, v in phases.items()}
     ob, model_mib = phases["open-bundle"], args.size_mib
     ratios = {
