@@ -11,12 +11,25 @@ and a one-line message. Bugs in the caller raise ``TypeError``/``ValueError``/
     │   ├── UnsupportedBundleVersionError
     │   ├── LimitExceededError          a declared size is above a named limit
     │   ├── BundleIntegrityError        anything else wrong with a bundle (opaque)
-    │   └── ModelFileError              the model file to seal is empty/unknown/mismatched
+    │   ├── ModelFileError              the model file to seal is empty/unknown/mismatched
+    │   ├── PolicyError                 an appraisal policy is empty, contradictory or malformed
+    │   └── AttestationError            evidence refused by appraisal; ``step`` says where
+    │       ├── EvidenceFormatError     malformed evidence, claims or quote (``offset`` if known)
+    │       ├── TeeNotAllowedError      the policy does not admit this TEE kind
+    │       ├── SimulatedEvidenceError  simulated evidence without ``unsafe_allow_simulated``
+    │       ├── NonceMismatchError      the claims carry another nonce than the verifier's
+    │       ├── EvidenceSignatureError  a signature or certificate chain does not verify
+    │       ├── CollateralError         collateral or certificates missing, expired, not yet valid
+    │       ├── DebugRefusedError       the TEE runs in debug mode
+    │       ├── TcbRejectedError        TCB status, level or advisories not accepted
+    │       ├── MeasurementRejectedError a measurement or attribute is not in the policy
+    │       └── BindingMismatchError    the report data is not the hash of the claims
     ├── StateError                      local state forbids the operation; CLI exit 1
     │   ├── HomeExistsError
     │   ├── HomeNotFoundError
     │   ├── KeyStoreLockedError         wrong master key or passphrase, or damaged store
     │   ├── UnknownBundleKeyError       no data key for this bundle in the key store
+    │   ├── AttesterUnavailableError    the TEE's attestation interface is missing or failed
     │   └── OutputExistsError           refusing to overwrite a file
     └── TransportError                  I/O with a peer failed (network; later issues)
 
@@ -82,6 +95,87 @@ class ModelFileError(InvalidInputError):
     reason = "model_file"
 
 
+class PolicyError(InvalidInputError):
+    """An appraisal policy is empty, contradictory or malformed: never a pass."""
+
+    reason = "policy_invalid"
+
+
+# --------------------------------------------------------------------------- attestation
+class AttestationError(InvalidInputError):
+    """Evidence was refused. ``step`` is the appraisal step that refused it, once known."""
+
+    reason = "attestation_refused"
+
+    def __init__(self, message: str, *, step: str | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class EvidenceFormatError(AttestationError):
+    """Evidence, claims or a quote/report could not be parsed. ``offset`` locates binary errors."""
+
+    reason = "evidence_malformed"
+
+    def __init__(self, message: str, *, offset: int | None = None, step: str | None = None) -> None:
+        super().__init__(message if offset is None else f"{message} (at byte {offset})", step=step)
+        self.offset = offset
+
+
+class TeeNotAllowedError(AttestationError):
+    """The policy does not admit this kind of TEE."""
+
+    reason = "tee_not_allowed"
+
+
+class SimulatedEvidenceError(AttestationError):
+    """Simulated (software) evidence, refused unless the policy says ``unsafe_allow_simulated``."""
+
+    reason = "simulated_refused"
+
+
+class NonceMismatchError(AttestationError):
+    """The claims carry a nonce other than the one the verifier issued."""
+
+    reason = "nonce_mismatch"
+
+
+class EvidenceSignatureError(AttestationError):
+    """A signature or certificate chain in the evidence does not verify to a pinned root."""
+
+    reason = "evidence_signature"
+
+
+class CollateralError(AttestationError):
+    """Collateral or certificates are missing, expired or not yet valid at the given time."""
+
+    reason = "collateral_invalid"
+
+
+class DebugRefusedError(AttestationError):
+    """The TEE runs with debugging enabled: its memory is open to the host. Always refused."""
+
+    reason = "debug_refused"
+
+
+class TcbRejectedError(AttestationError):
+    """The platform's TCB status, level or advisories are not accepted by the policy."""
+
+    reason = "tcb_rejected"
+
+
+class MeasurementRejectedError(AttestationError):
+    """A measurement or attribute of the TEE is not one the policy allows."""
+
+    reason = "measurement_rejected"
+
+
+class BindingMismatchError(AttestationError):
+    """The report data is not the hash of the received claims (keys or nonce swapped)."""
+
+    reason = "binding_mismatch"
+
+
 # --------------------------------------------------------------------------- state
 class StateError(ModelleaseError):
     """Local state (custodian home, key store, output path) forbids the operation."""
@@ -113,6 +207,12 @@ class UnknownBundleKeyError(StateError):
     reason = "unknown_bundle_key"
 
 
+class AttesterUnavailableError(StateError):
+    """This machine's TEE attestation interface is absent, misconfigured or raced."""
+
+    reason = "attester_unavailable"
+
+
 class OutputExistsError(StateError):
     """Refusing to overwrite an existing output file."""
 
@@ -127,17 +227,30 @@ class TransportError(ModelleaseError):
 
 
 __all__ = [
+    "AttestationError",
+    "AttesterUnavailableError",
+    "BindingMismatchError",
     "BundleIntegrityError",
+    "CollateralError",
+    "DebugRefusedError",
+    "EvidenceFormatError",
+    "EvidenceSignatureError",
     "HomeExistsError",
     "HomeNotFoundError",
     "InvalidInputError",
     "KeyStoreLockedError",
     "LimitExceededError",
+    "MeasurementRejectedError",
     "ModelFileError",
     "ModelleaseError",
+    "NonceMismatchError",
     "NotABundleError",
     "OutputExistsError",
+    "PolicyError",
+    "SimulatedEvidenceError",
     "StateError",
+    "TcbRejectedError",
+    "TeeNotAllowedError",
     "TransportError",
     "UnknownBundleKeyError",
     "UnsupportedBundleVersionError",

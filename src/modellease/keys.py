@@ -19,6 +19,15 @@ CustodianPublicKey = NewType("CustodianPublicKey", bytes)
 DataKey = NewType("DataKey", bytes)
 """32-byte AES-256 data key (DEK) that encrypts one bundle's frames."""
 
+InstanceSigningKey = NewType("InstanceSigningKey", bytes)
+"""Raw 32-byte Ed25519 public key generated inside a TEE instance; signs its usage reports."""
+
+InstanceKemKey = NewType("InstanceKemKey", bytes)
+"""Raw 32-byte X25519 public key generated inside a TEE instance; data keys are wrapped to it."""
+
+Nonce = NewType("Nonce", bytes)
+"""32 random bytes chosen by a verifier; appears once in the claims it appraises."""
+
 _HEX_KEY = re.compile(r"[0-9a-f]{64}")
 
 
@@ -44,6 +53,9 @@ def data_key(raw: bytes) -> DataKey:
 __all__ = [
     "CustodianPublicKey",
     "DataKey",
+    "InstanceKemKey",
+    "InstanceSigningKey",
+    "Nonce",
     "custodian_key_from_hex",
     "data_key",
     "fingerprint",

@@ -18,6 +18,8 @@ def isort_key(name: str) -> tuple[int, str]:
 PACKAGES = [
     "modellease",
     "modellease._hazmat",
+    "modellease.attestation",
+    "modellease.attestation.backends.sev_snp",
     "modellease.bundle",
     "modellease.errors",
     "modellease.keys",

@@ -7,6 +7,8 @@ banned-imports rule (TID251) keeps other modules out of ``cryptography.hazmat``.
 * :mod:`._aead` — AES-256-GCM with caller-owned buffers.
 * :mod:`._ed25519` — Ed25519 signing keys and verification.
 * :mod:`._kdf` — scrypt (passphrases) and HKDF-SHA256 (sub-keys).
+* :mod:`._ecdsa` — ECDSA P-384/SHA-384 verification (SEV-SNP reports).
+* :mod:`._x509` — certificate chains in and out of PEM/DER.
 * :func:`ct_equal` — the one constant-time comparison for secrets and digests.
 """
 
@@ -19,6 +21,7 @@ from modellease._hazmat._aead import (
     random_aead_key,
 )
 from modellease._hazmat._compare import ct_equal
+from modellease._hazmat._ecdsa import ecdsa_p384_sha384_verify
 from modellease._hazmat._ed25519 import (
     ED25519_PUBLIC_KEY_SIZE,
     ED25519_SEED_SIZE,
@@ -27,6 +30,7 @@ from modellease._hazmat._ed25519 import (
     ed25519_verify,
 )
 from modellease._hazmat._kdf import ScryptParams, hkdf_sha256, scrypt
+from modellease._hazmat._x509 import certificate_der, certificate_pem, load_pem_chain
 
 __all__ = [
     "AEAD_KEY_SIZE",
@@ -39,9 +43,13 @@ __all__ = [
     "FrameCipher",
     "ScryptParams",
     "SigningKey",
+    "certificate_der",
+    "certificate_pem",
     "ct_equal",
+    "ecdsa_p384_sha384_verify",
     "ed25519_verify",
     "hkdf_sha256",
+    "load_pem_chain",
     "random_aead_key",
     "scrypt",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from modellease.cli.attest import attest_app
 from modellease.cli.bundle import inspect, seal, unseal
 from modellease.cli.custodian import custodian_app, keys_app
 from modellease.cli.demo import demo
@@ -16,6 +17,7 @@ app = typer.Typer(
 )
 app.add_typer(custodian_app, name="custodian")
 app.add_typer(keys_app, name="keys")
+app.add_typer(attest_app, name="attest")
 app.command()(seal)
 app.command()(inspect)
 app.command()(unseal)
