@@ -14,6 +14,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "round trip identical: True" in result.stdout
     assert "refused: bundle failed integrity checks" in result.stdout
+    assert "production policy: refused at step 1. tee-allowed (simulated_refused)" in result.stdout
+    assert "development policy: verified, insecure=True" in result.stdout
     assert "demo complete" in result.stdout
     accuracy = float(result.stdout.split("held-out digits: ")[1].split("%")[0])
     assert accuracy > 90.0

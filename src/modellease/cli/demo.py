@@ -2,24 +2,39 @@
 
 Today this is the custodian's half: create a home, build the digits classifier, seal it,
 inspect the bundle, unseal it, open it in memory the way the enclave will and classify
-held-out digits with onnxruntime, and show that a tampered copy is refused.
+held-out digits with onnxruntime, show that a tampered copy is refused, and appraise a
+node's (simulated) attestation evidence.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.text import Text
 
+from modellease._hazmat import SigningKey
+from modellease.attestation import (
+    InstanceClaims,
+    SimulatedAttester,
+    TeeKind,
+    appraise,
+    policy_from_mapping,
+    produce_evidence,
+    runtime_measurement,
+)
 from modellease.bundle import inspect_bundle, open_bundle
 from modellease.cli._common import out, reporting
 from modellease.custodian.home import CustodianHome
 from modellease.custodian.sealing import seal_model_file, unseal_bundle
-from modellease.errors import BundleIntegrityError
+from modellease.errors import AttestationError, BundleIntegrityError
+from modellease.keys import InstanceKemKey, InstanceSigningKey, Nonce
 from modellease.testing.digits import accuracy, build_digits_model
 
 MIN_DEMO_ACCURACY = 0.9  # the digits MLP scores ~97 %; far below means something is broken
@@ -30,6 +45,41 @@ def _step(number: int, text: str) -> None:
     out.print(Text.assemble((f"{number}. ", "bold cyan"), (text, "bold")))
 
 
+def _attestation_story() -> bool:
+    """Simulated evidence binding fresh instance keys, appraised twice: admitted only by a
+    policy that says ``unsafe_allow_simulated``, and marked insecure when admitted."""
+    measurement = runtime_measurement(b"demo node configuration")
+    nonce = Nonce(os.urandom(32))
+    claims = InstanceClaims.new(
+        tee=TeeKind.SIMULATED,
+        nonce=nonce,
+        kem_public_key=InstanceKemKey(os.urandom(32)),
+        signing_public_key=InstanceSigningKey(SigningKey.generate().public_bytes()),
+    )
+    evidence = produce_evidence(SimulatedAttester(measurement), claims)
+    out.print(f"   runtime measurement {measurement.hex()[:32]}…, nonce {nonce.hex()[:16]}…")
+    strict = policy_from_mapping({"allowed_tees": ["tdx"], "tdx": {"mrtd": ["00" * 48]}})
+    try:
+        appraise(evidence, policy=strict, expected_nonce=nonce, now=datetime.now(UTC))
+    except AttestationError as exc:
+        out.print(f"   production policy: refused at step {exc.step} ({exc.reason})")
+    else:
+        return False
+    dev = policy_from_mapping(
+        {
+            "allowed_tees": ["simulated"],
+            "unsafe_allow_simulated": True,
+            "simulated": {"measurement": [measurement.hex()]},
+        }
+    )
+    result = appraise(evidence, policy=dev, expected_nonce=nonce, now=datetime.now(UTC))
+    out.print(
+        f"   development policy: verified, insecure={result.insecure}, "
+        f"KEM key {result.kem_key.hex()[:16]}… bound by the report data"
+    )
+    return result.insecure and result.kem_key == claims.kem_key
+
+
 def demo(
     workdir: Annotated[
         Path | None,
@@ -37,6 +87,7 @@ def demo(
     ] = None,
 ) -> None:
     """Run the custodian's half of the lease story on a real ONNX model."""
+    logging.basicConfig(level=logging.WARNING, format="   %(levelname)s %(message)s")
     with reporting():
         if workdir is None:
             with tempfile.TemporaryDirectory(prefix="modellease-demo-") as tmp:
@@ -114,9 +165,13 @@ def _run(work: Path) -> None:
     else:
         refused = False
 
-    ok = same and score >= MIN_DEMO_ACCURACY and refused
+    _step(8, "A node attests (simulated TEE): the custodian appraises its evidence")
+    attested = _attestation_story()
+
+    ok = same and score >= MIN_DEMO_ACCURACY and refused and attested
     out.print()
     out.print(Text("demo complete", "bold green") if ok else Text("demo FAILED", "bold red"))
-    out.print("   next (later issues): lease, attested enrolment, metered serving, off-switch")
+    out.print("   next (later issues): lease, key release to the attested node, metered serving,")
+    out.print("   budget extension and the off-switch")
     if not ok:
         raise typer.Exit(1)
