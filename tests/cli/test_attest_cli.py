@@ -71,8 +71,8 @@ def test_real_sgx_quote_with_collateral_directory_and_time(
     c = case("sgx-dcap/phala_sgx_quote", result="ok")
     ev = dcap_evidence(c, with_collateral=False)
     (tmp_path / "ev.json").write_bytes(ev.to_json())
-    (tmp_path / "coll").mkdir()
-    (tmp_path / "coll" / "00A067110000.json").write_bytes(collateral(c["collateral"]))
+    (tmp_path / "coll" / "sgx").mkdir(parents=True)
+    (tmp_path / "coll" / "sgx" / "00A067110000.json").write_bytes(collateral(c["collateral"]))
     (tmp_path / "p.json").write_text(
         json.dumps(
             {

@@ -8,7 +8,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 def load_pem_chain(data: bytes) -> list[x509.Certificate]:
     """Parse concatenated PEM certificates; raises ``ValueError`` if any is malformed."""
-    return x509.load_pem_x509_certificates(data)
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except x509.InvalidVersion as exc:  # not a ValueError in cryptography
+        raise ValueError(f"unsupported X.509 version: {exc}") from None
 
 
 def certificate_der(certificate: x509.Certificate) -> bytes:

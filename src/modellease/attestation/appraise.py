@@ -1,8 +1,10 @@
 """Appraisal: from untrusted evidence to verified claims, or one specific refusal.
 
 ``appraise`` follows the RATS architecture (RFC 9334): it is the Verifier, the policy is
-the Appraisal Policy for Evidence, and it returns an Attestation Result. Each numbered step
-below fails with its own typed error, whose ``step`` names it; nothing unverified leaves.
+the Appraisal Policy for Evidence, and it returns an Attestation Result. A refusal's
+``step`` names the step that refused; nothing unverified leaves. dcap-qvl itself refuses
+debug TEEs and unmatched or revoked TCB levels, so for SGX/TDX those errors
+(``DebugRefusedError``, ``TcbRejectedError``) can come from step 4.
 
 1. ``tee-allowed``      the policy admits this TEE kind (simulated: only with
                         ``unsafe_allow_simulated``)                                  [policy]
@@ -12,7 +14,8 @@ below fails with its own typed error, whose ``step`` names it; nothing unverifie
                         ``now``: DCAP (Intel quote spec) / SEV-SNP ABI spec §7.3 /
                         simulated development key                                    [backends]
 5. ``debug``            debug TEEs are always refused                                [vendor specs]
-6. ``tcb``              TCB status accepted and no denied advisory                   [Intel PCS]
+6. ``tcb``              TCB status accepted, no denied advisory, collateral from a
+                        recent enough TCB evaluation                                 [Intel PCS]
 7. ``reference-values`` measurements match the policy's allow-lists                  [reference.py]
 8. ``binding``          report data == SHA-512(domain || claims), all 64 bytes       [binding.py]
 
@@ -94,14 +97,20 @@ class AppraisalResult:
         }
 
 
-VendorVerifier = Callable[[Evidence, datetime, CollateralSource | None], VerifiedQuote]
+VendorVerifier = Callable[
+    [Evidence, datetime, CollateralSource | None, AppraisalPolicy], VerifiedQuote
+]
 
 _VERIFIERS: Mapping[TeeKind, VendorVerifier] = MappingProxyType(
     {
-        TeeKind.SIMULATED: lambda ev, now, _c: verify_simulated(ev, now=now),
-        TeeKind.SGX: lambda ev, now, c: verify_dcap(ev, now=now, collateral=c),
-        TeeKind.TDX: lambda ev, now, c: verify_dcap(ev, now=now, collateral=c),
-        TeeKind.SEV_SNP: lambda ev, now, _c: verify_snp(ev.quote, ev.endorsements, now=now),
+        TeeKind.SIMULATED: lambda ev, now, _c, _p: verify_simulated(ev, now=now),
+        TeeKind.SGX: lambda ev, now, c, p: verify_dcap(
+            ev, now=now, collateral=c, accept_evidence_collateral=p.accept_evidence_collateral
+        ),
+        TeeKind.TDX: lambda ev, now, c, p: verify_dcap(
+            ev, now=now, collateral=c, accept_evidence_collateral=p.accept_evidence_collateral
+        ),
+        TeeKind.SEV_SNP: lambda ev, now, _c, _p: verify_snp(ev.quote, ev.endorsements, now=now),
     }
 )
 
@@ -140,6 +149,12 @@ def _step_tcb(quote: VerifiedQuote, policy: AppraisalPolicy) -> None:
     denied = sorted(set(quote.advisory_ids) & set(policy.denied_advisories))
     if denied:
         raise TcbRejectedError(f"the platform is affected by denied advisories {denied}")
+    floor = policy.min_tcb_evaluation_data_number
+    if floor is not None and (quote.tcb_evaluation_data_number or -1) < floor:
+        raise TcbRejectedError(
+            f"collateral from TCB evaluation {quote.tcb_evaluation_data_number} is older than "
+            f"the policy's minimum {floor}"
+        )
 
 
 def _step_binding(quote: VerifiedQuote, evidence: Evidence) -> None:
@@ -164,7 +179,7 @@ def appraise(
         step = "nonce"
         _step_nonce(claims, expected_nonce)
         step = "vendor-signature"
-        quote = _VERIFIERS[evidence.tee](evidence, now, collateral)
+        quote = _VERIFIERS[evidence.tee](evidence, now, collateral, policy)
         step = "debug"
         _step_debug(quote)
         step = "tcb"

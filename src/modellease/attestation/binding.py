@@ -9,7 +9,8 @@ Rules:
   the value can never be mistaken for another protocol's;
 * the verifier recomputes it from the *received* claims bytes and compares all 64 bytes
   in constant time; no prefix match is ever accepted;
-* claims are parsed only after that comparison, by the appraisal (see ``appraise.py``).
+* the claims are parsed strictly (step 2 of the appraisal) but believed only once the
+  vendor signature and this comparison (steps 4 and 8) have both succeeded.
 """
 
 from __future__ import annotations

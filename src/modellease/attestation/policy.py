@@ -5,9 +5,14 @@ Rules (a policy that breaks one is a :class:`~modellease.errors.PolicyError`, ne
 * ``allowed_tees`` is non-empty, and every allowed TEE has its reference-value section;
   a section for a TEE that is not allowed is a contradiction;
 * ``simulated`` is allowed if and only if ``unsafe_allow_simulated = true``;
-* SGX needs an MRENCLAVE allow-list, or MRSIGNER with ISV product id and minimum ISV SVN;
-  TDX needs an MRTD allow-list; SEV-SNP a measurement allow-list; simulated a measurement
-  allow-list; every allow-list is non-empty when given;
+* SGX needs an MRENCLAVE allow-list, or (not and) MRSIGNER with ISV product id and minimum
+  ISV SVN; TDX needs MRTD and RTMR0-2 allow-lists (firmware, boot configuration, kernel and
+  command line: MRTD alone admits any OS on that firmware); SEV-SNP needs a measurement
+  allow-list and a TCB floor (SNP has no TCB status); simulated a measurement allow-list;
+  every allow-list is non-empty when given;
+* advisories to deny are Intel advisory ids (``INTEL-SA-NNNNN``), so a typo cannot deny
+  nothing; collateral sent inside the evidence is refused unless
+  ``accept_evidence_collateral = true`` (it lets the attester pick the freshest-looking set);
 * accepted TCB statuses are non-empty and from Intel's set; ``Revoked`` is never accepted;
 * debug mode is always refused: there is no setting for it;
 * unknown keys anywhere are refused, so a typo cannot silently weaken a policy.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -43,6 +49,7 @@ TCB_STATUSES = frozenset(
 )  # Intel PCS TCB statuses; "Revoked" is deliberately absent
 
 _HEX32 = r"^[0-9a-f]{64}$"
+_ADVISORY = re.compile(r"INTEL-SA-[0-9]{5}")
 _HEX8 = r"^[0-9a-f]{16}$"
 _STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
 
@@ -70,8 +77,10 @@ class SgxReference(BaseModel):
         signer_parts = (self.mrsigner, self.isv_prod_id, self.min_isv_svn)
         if any(p is not None for p in signer_parts) and any(p is None for p in signer_parts):
             raise ValueError("mrsigner, isv_prod_id and min_isv_svn go together")
-        if self.mrenclave is None and self.mrsigner is None:
-            raise ValueError("give an mrenclave allow-list or mrsigner + isv_prod_id + min_isv_svn")
+        if (self.mrenclave is None) == (self.mrsigner is None):
+            raise ValueError(
+                "give an mrenclave allow-list or mrsigner + isv_prod_id + min_isv_svn, not both"
+            )
         return self
 
 
@@ -81,9 +90,9 @@ class TdxReference(BaseModel):
     model_config = _STRICT
 
     mrtd: list[str]
-    rtmr0: list[str] | None = None
-    rtmr1: list[str] | None = None
-    rtmr2: list[str] | None = None
+    rtmr0: list[str]
+    rtmr1: list[str]
+    rtmr2: list[str]
     rtmr3: list[str] | None = None
     mr_config_id: list[str] | None = None
     td_attributes: str | None = Field(default=None, pattern=_HEX8)
@@ -91,8 +100,9 @@ class TdxReference(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> Self:
-        if not self.mrtd:
-            raise ValueError("mrtd: an empty allow-list admits nothing")
+        for name in ("mrtd", "rtmr0", "rtmr1", "rtmr2"):
+            if not getattr(self, name):
+                raise ValueError(f"{name}: an empty allow-list admits nothing")
         for name in ("mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "mr_config_id"):
             values = getattr(self, name)
             _nonempty_if_given(name, values)
@@ -129,7 +139,7 @@ class SnpReference(BaseModel):
     host_data: list[str] | None = None
     allowed_vmpls: list[int] = Field(default_factory=lambda: [0])
     signing_keys: list[SnpKeyKind] = Field(default_factory=_vcek_only)
-    min_tcb: SnpMinTcb | None = None
+    min_tcb: SnpMinTcb
     allow_smt: bool = True
     allow_migration_agent: bool = False
     require_single_socket: bool = False
@@ -182,6 +192,8 @@ class AppraisalPolicy(BaseModel):
     allowed_tees: list[TeeName]
     accepted_tcb_statuses: list[str] = Field(default_factory=lambda: ["UpToDate"])
     denied_advisories: list[str] = Field(default_factory=list)
+    min_tcb_evaluation_data_number: int | None = Field(default=None, ge=0)
+    accept_evidence_collateral: bool = False
     unsafe_allow_simulated: bool = False
     sgx: SgxReference | None = None
     tdx: TdxReference | None = None
@@ -210,8 +222,11 @@ class AppraisalPolicy(BaseModel):
         unknown = set(self.accepted_tcb_statuses) - TCB_STATUSES
         if unknown:
             raise ValueError(f"unknown or never-acceptable TCB statuses: {sorted(unknown)}")
-        if any(not a.strip() for a in self.denied_advisories):
-            raise ValueError("denied_advisories has an empty entry")
+        bad = [a for a in self.denied_advisories if _ADVISORY.fullmatch(a) is None]
+        if bad:
+            raise ValueError(
+                f"denied_advisories must be Intel advisory ids (INTEL-SA-NNNNN): {bad}"
+            )
         return self
 
     def reference(self, tee: str) -> BaseModel:
@@ -256,7 +271,7 @@ def load_policy(path: Path) -> AppraisalPolicy:
             document = json.loads(text)
         else:
             raise PolicyError(f"policy {path} must end in .toml or .json")
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:
         raise PolicyError(f"cannot parse policy {path}: {exc}") from None
     if not isinstance(document, dict):
         raise PolicyError(f"policy {path} must be a table/object")

@@ -2,13 +2,15 @@
 
 Rules:
 
-* SGX: MRENCLAVE in the allow-list, or MRSIGNER equal, ISV product id equal and ISV SVN at
-  least the minimum (Intel SGX Developer Reference, "Enclave identity");
-* TDX: MRTD in the allow-list; each RTMR, MRCONFIGID allow-list and the exact TD
+* SGX: MRENCLAVE in the allow-list, or (the policy has one or the other) MRSIGNER equal, ISV
+  product id equal and ISV SVN at least the minimum (Intel SGX Developer Reference,
+  "Enclave identity");
+* TDX: MRTD and RTMR0-2 in their allow-lists; RTMR3, MRCONFIGID and the exact TD
   attributes / XFAM when the policy gives them (Intel TDX Module spec, TDREPORT);
 * SEV-SNP: launch measurement (and HOST_DATA) in the allow-lists; VMPL and signing-key kind
-  allowed; guest policy bits (SMT, migration agent, single socket) as configured; reported
-  TCB at or above the floor (AMD SEV-SNP ABI spec, ATTESTATION_REPORT and GUEST_POLICY);
+  allowed; guest policy bits (SMT, migration agent, single socket) as configured; every
+  reported TCB component at or above the floor, which must name FMC on Turin (AMD SEV-SNP
+  ABI spec, ATTESTATION_REPORT, GUEST_POLICY and TCB_VERSION);
 * simulated: measurement in the allow-list;
 * a mismatch raises :class:`MeasurementRejectedError` (a TCB floor: :class:`TcbRejectedError`)
   naming the field, never the allowed values.
@@ -16,6 +18,11 @@ Rules:
 
 from __future__ import annotations
 
+from modellease.attestation.backends.sev_snp import (
+    POLICY_MIGRATE_MA,
+    POLICY_SINGLE_SOCKET,
+    POLICY_SMT,
+)
 from modellease.attestation.policy import (
     AppraisalPolicy,
     SgxReference,
@@ -25,10 +32,6 @@ from modellease.attestation.policy import (
 )
 from modellease.attestation.verified import Measurements, VerifiedQuote
 from modellease.errors import MeasurementRejectedError, TcbRejectedError
-
-SNP_POLICY_SMT = 1 << 16
-SNP_POLICY_MIGRATE_MA = 1 << 18
-SNP_POLICY_SINGLE_SOCKET = 1 << 20
 
 
 def _require(condition: bool, what: str) -> None:
@@ -66,22 +69,21 @@ def check_snp(m: Measurements, ref: SnpReference) -> None:
     _require(m["vmpl"] in ref.allowed_vmpls, "SEV-SNP VMPL")
     _require(m["signing_key"] in ref.signing_keys, "SEV-SNP signing key kind")
     policy = int(m["policy"])
-    _require(ref.allow_smt or not policy & SNP_POLICY_SMT, "SEV-SNP guest policy SMT")
+    _require(ref.allow_smt or not policy & POLICY_SMT, "SEV-SNP guest policy SMT")
     _require(
-        ref.allow_migration_agent or not policy & SNP_POLICY_MIGRATE_MA,
+        ref.allow_migration_agent or not policy & POLICY_MIGRATE_MA,
         "SEV-SNP guest policy MIGRATE_MA",
     )
     _require(
-        not ref.require_single_socket or bool(policy & SNP_POLICY_SINGLE_SOCKET),
+        not ref.require_single_socket or bool(policy & POLICY_SINGLE_SOCKET),
         "SEV-SNP guest policy without SINGLE_SOCKET",
     )
-    if ref.min_tcb is not None:
-        floor = ref.min_tcb.model_dump(exclude_none=True)
-        for component, minimum in floor.items():
-            if int(m.get(f"tcb_{component}", -1)) < minimum:
-                raise TcbRejectedError(
-                    f"SEV-SNP reported TCB {component} is below the policy floor"
-                )
+    floor = ref.min_tcb.model_dump(exclude_none=True)
+    if "tcb_fmc" in m and "fmc" not in floor:
+        raise TcbRejectedError("SEV-SNP report has an FMC TCB (Turin); the policy has no fmc floor")
+    for component, minimum in floor.items():
+        if int(m.get(f"tcb_{component}", -1)) < minimum:
+            raise TcbRejectedError(f"SEV-SNP reported TCB {component} is below the policy floor")
 
 
 def check_simulated(m: Measurements, ref: SimulatedReference) -> None:

@@ -26,6 +26,7 @@ class VerifiedQuote:
     debug: bool
     measurements: Measurements
     tcb_status: str | None = None  # DCAP's status; None for TEEs without one (SNP, simulated)
+    tcb_evaluation_data_number: int | None = None  # DCAP: which Intel TCB evaluation judged it
     advisory_ids: tuple[str, ...] = ()
     insecure: bool = False
     details: Mapping[str, str] = field(default_factory=dict)  # informational, not policy

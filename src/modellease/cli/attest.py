@@ -71,7 +71,8 @@ def verify(
     policy: Annotated[Path, typer.Option(help="Appraisal policy (.toml or .json).")],
     nonce: Annotated[str, typer.Option(help="The nonce you issued, 64 hex digits.")],
     collateral: Annotated[
-        Path | None, typer.Option(help="Directory of DCAP collateral files named <FMSPC>.json.")
+        Path | None,
+        typer.Option(help="Directory of DCAP collateral: <tee>/<FMSPC>.json (sgx/, tdx/)."),
     ] = None,
     at: Annotated[str | None, typer.Option(help="Appraisal time, ISO 8601 (default: now).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -20,6 +20,7 @@ from modellease.attestation import (
 from modellease.attestation.backends.simulated import QUOTE_SIZE, verify_simulated
 from modellease.errors import (
     BindingMismatchError,
+    CollateralError,
     DebugRefusedError,
     EvidenceFormatError,
     EvidenceSignatureError,
@@ -34,6 +35,7 @@ from tests.unit.attestation.support import NONCE, at, case, claims_for, dcap_evi
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 MEASUREMENT = runtime_measurement(b"node config v1")
+TDX_ANY = {"mrtd": ["00" * 48], "rtmr0": ["00" * 48], "rtmr1": ["00" * 48], "rtmr2": ["00" * 48]}
 
 
 def sim_policy(**extra: Any) -> Any:
@@ -80,7 +82,7 @@ def failing_step(exc: pytest.ExceptionInfo[Any]) -> str:
 
 
 def test_step_1_policy_without_simulated_refuses_it() -> None:
-    policy = policy_from_mapping({"allowed_tees": ["tdx"], "tdx": {"mrtd": ["00" * 48]}})
+    policy = policy_from_mapping({"allowed_tees": ["tdx"], "tdx": TDX_ANY})
     with pytest.raises(SimulatedEvidenceError, match="unsafe_allow_simulated") as exc:
         appraise(sim_evidence(), policy=policy, expected_nonce=NONCE, now=NOW)
     assert failing_step(exc) == "1. tee-allowed"
@@ -119,7 +121,9 @@ def test_step_4_forged_simulated_signature_is_refused() -> None:
 
 def test_step_5_debug_td_is_refused() -> None:
     c = case("tdx-dcap/trustee_tdx_quote_4_debug.dat")
-    policy = policy_from_mapping({"allowed_tees": ["tdx"], "tdx": {"mrtd": ["00" * 48]}})
+    policy = policy_from_mapping(
+        {"allowed_tees": ["tdx"], "tdx": TDX_ANY, "accept_evidence_collateral": True}
+    )
     with pytest.raises(DebugRefusedError, match="Debug mode is enabled"):
         appraise(dcap_evidence(c), policy=policy, expected_nonce=NONCE, now=at(c))
 
@@ -131,6 +135,7 @@ def sgx_policy(**extra: Any) -> Any:
             "allowed_tees": ["sgx"],
             "sgx": {"mrenclave": [c["mr_enclave"]]},
             "accepted_tcb_statuses": ["UpToDate", "ConfigurationAndSWHardeningNeeded"],
+            "accept_evidence_collateral": True,
         }
         | extra
     )
@@ -194,6 +199,7 @@ def test_step_8_real_vectors_pass_every_step_but_the_binding(quote_name: str) ->
                     "rtmr3": [c["rtmr3"]],
                     "td_attributes": c["td_attributes"],
                 },
+                "accept_evidence_collateral": True,
             }
         )
     with pytest.raises(BindingMismatchError) as exc:
@@ -218,3 +224,25 @@ def test_produce_evidence_refuses_claims_for_another_tee() -> None:
         SimulatedAttester(b"short")
     with pytest.raises(ValueError, match="64 bytes"):
         SimulatedAttester(MEASUREMENT).attest(b"short")
+
+
+def test_step_4_evidence_collateral_needs_the_policys_consent() -> None:
+    c = case("sgx-dcap/phala_sgx_quote", result="ok")
+    policy = sgx_policy(accept_evidence_collateral=False)
+    with pytest.raises(CollateralError, match="brings its own DCAP collateral") as exc:
+        appraise(dcap_evidence(c), policy=policy, expected_nonce=NONCE, now=at(c))
+    assert failing_step(exc) == "4. vendor-signature"
+
+
+def test_step_6_collateral_older_than_the_policys_evaluation_number() -> None:
+    c = case("sgx-dcap/phala_sgx_quote", result="ok")
+    with pytest.raises(
+        TcbRejectedError, match="TCB evaluation 17 is older than the policy's minimum 18"
+    ) as exc:
+        appraise(
+            dcap_evidence(c),
+            policy=sgx_policy(min_tcb_evaluation_data_number=18),
+            expected_nonce=NONCE,
+            now=at(c),
+        )
+    assert failing_step(exc) == "6. tcb"

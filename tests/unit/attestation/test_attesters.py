@@ -35,7 +35,7 @@ def cert_table(entries: list[tuple[uuid.UUID, bytes]]) -> bytes:
     header_size = 24 * (len(entries) + 1)
     header, body = b"", b""
     for guid, cert in entries:
-        header += struct.pack("<16sII", guid.bytes_le, header_size + len(body), len(cert))
+        header += struct.pack("<16sII", guid.bytes, header_size + len(body), len(cert))
         body += cert
     return header + bytes(24) + body
 
@@ -139,13 +139,37 @@ def test_cert_table_parsing() -> None:
     assert endorsements_from_cert_table(b"") == {}
     assert endorsements_from_cert_table(cert_table([(VLEK_GUID, b"vlek")])) == {"vlek": b"vlek"}
     with pytest.raises(AttesterUnavailableError, match="not terminated"):
-        endorsements_from_cert_table(struct.pack("<16sII", VCEK_GUID.bytes_le, 0, 0))
-    bad = struct.pack("<16sII", VCEK_GUID.bytes_le, 1000, 10) + bytes(24)
+        endorsements_from_cert_table(struct.pack("<16sII", VCEK_GUID.bytes, 0, 0))
+    bad = struct.pack("<16sII", VCEK_GUID.bytes, 1000, 10) + bytes(24)
     with pytest.raises(AttesterUnavailableError, match="points past its end"):
         endorsements_from_cert_table(bad)
-    many = b"".join(struct.pack("<16sII", uuid.uuid4().bytes_le, 0, 0) for _ in range(17))
+    many = b"".join(struct.pack("<16sII", uuid.uuid4().bytes, 0, 0) for _ in range(17))
     with pytest.raises(AttesterUnavailableError, match="more than 16 entries"):
         endorsements_from_cert_table(many)
+    twice = cert_table([(VCEK_GUID, b"a"), (VCEK_GUID, b"b")])
+    with pytest.raises(AttesterUnavailableError, match="lists the vcek twice"):
+        endorsements_from_cert_table(twice)
+
+
+def test_cert_table_guids_are_in_rfc4122_byte_order() -> None:
+    """Hosts write the GHCB table with libuuid byte order: 63 da 75 8d ... for the VCEK."""
+    table = (
+        bytes.fromhex("63da758de6644564adc5f4b93be8accd")
+        + struct.pack("<II", 48, 3)
+        + bytes(24)
+        + b"der"
+    )
+    assert endorsements_from_cert_table(table) == {"vcek": b"der"}
+
+
+def test_a_failing_cleanup_does_not_hide_the_original_error(tmp_path: Path) -> None:
+    class StuckEntries(FakeTsm):
+        def rmdir(self, path: Path) -> None:
+            raise AttesterUnavailableError("cannot remove")
+
+    kernel = StuckEntries(tmp_path, provider="sev_guest", outblob=lambda _: b"")
+    with pytest.raises(AttesterUnavailableError, match="provider is 'sev_guest'"):
+        TsmAttester(TeeKind.TDX, root=tmp_path, files=kernel).attest(REPORT_DATA)
 
 
 def test_gramine_attester(tmp_path: Path) -> None:

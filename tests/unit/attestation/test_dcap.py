@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from modellease._hazmat import certificate_der, load_pem_chain
 from modellease.attestation import DirectoryCollateral, Evidence, TeeKind
 from modellease.attestation.backends import dcap
 from modellease.attestation.backends.dcap import (
@@ -53,7 +55,7 @@ def label(c: dict[str, Any]) -> str:
 
 @pytest.mark.parametrize("c", PASSING, ids=label)
 def test_passing_vectors_verify_with_expected_status_and_measurements(c: dict[str, Any]) -> None:
-    verified = verify_dcap(dcap_evidence(c), now=at(c))
+    verified = verify_dcap(dcap_evidence(c), now=at(c), accept_evidence_collateral=True)
     assert verified.tcb_status == c["tcb_status"]
     assert list(verified.advisory_ids) == c["advisory_ids"]
     assert verified.report_data.hex() == c["report_data"]
@@ -76,7 +78,7 @@ def test_passing_vectors_verify_with_expected_status_and_measurements(c: dict[st
 def test_failing_vectors_fail_with_their_specific_error(c: dict[str, Any]) -> None:
     expected = next(e for text, e in ERRORS.items() if text in c["error"])
     with pytest.raises(expected) as caught:
-        verify_dcap(dcap_evidence(c), now=at(c))
+        verify_dcap(dcap_evidence(c), now=at(c), accept_evidence_collateral=True)
     assert "DCAP verification failed" in str(caught.value)
 
 
@@ -84,17 +86,18 @@ def test_time_before_collateral_issue_is_refused() -> None:
     c = case("sgx-dcap/phala_sgx_quote", result="ok")
     early = at(c).replace(year=2025, month=6, day=1)
     with pytest.raises(CollateralError, match=r"in the future|expired|Failed"):
-        verify_dcap(dcap_evidence(c), now=early)
+        verify_dcap(dcap_evidence(c), now=early, accept_evidence_collateral=True)
 
 
 def test_collateral_from_a_directory_source(tmp_path: Path) -> None:
     c = case("tdx-dcap/phala_tdx_quote", result="ok")
-    (tmp_path / "B0C06F000000.json").write_bytes(collateral(c["collateral"]))
+    (tmp_path / "tdx").mkdir()
+    (tmp_path / "tdx" / "B0C06F000000.json").write_bytes(collateral(c["collateral"]))
     verified = verify_dcap(
         dcap_evidence(c, with_collateral=False), now=at(c), collateral=DirectoryCollateral(tmp_path)
     )
     assert verified.tcb_status == "UpToDate"
-    with pytest.raises(CollateralError, match="no collateral for FMSPC B0C06F000000"):
+    with pytest.raises(CollateralError, match="no tdx collateral for FMSPC B0C06F000000"):
         verify_dcap(
             dcap_evidence(c, with_collateral=False),
             now=at(c),
@@ -106,6 +109,8 @@ def test_missing_or_malformed_collateral() -> None:
     c = case("sgx-dcap/phala_sgx_quote", result="ok")
     with pytest.raises(CollateralError, match="no DCAP collateral"):
         verify_dcap(dcap_evidence(c, with_collateral=False), now=at(c))
+    with pytest.raises(CollateralError, match="brings its own DCAP collateral"):
+        verify_dcap(dcap_evidence(c), now=at(c))
     bad = Evidence(
         tee=TeeKind.SGX,
         quote=quote(c["quote"]),
@@ -113,7 +118,7 @@ def test_missing_or_malformed_collateral() -> None:
         endorsements={"dcap_collateral": b'{"not": "collateral"}'},
     )
     with pytest.raises(CollateralError, match="malformed DCAP collateral"):
-        verify_dcap(bad, now=at(c))
+        verify_dcap(bad, now=at(c), accept_evidence_collateral=True)
 
 
 def test_collateral_of_another_platform_is_refused() -> None:
@@ -126,7 +131,7 @@ def test_collateral_of_another_platform_is_refused() -> None:
         endorsements={"dcap_collateral": collateral(tdx["collateral"])},
     )
     with pytest.raises(AttestationError):
-        verify_dcap(mixed, now=at(sgx))
+        verify_dcap(mixed, now=at(sgx), accept_evidence_collateral=True)
 
 
 def test_padding_and_appended_bytes_are_refused_though_dcap_qvl_ignores_them() -> None:
@@ -139,7 +144,7 @@ def test_padding_and_appended_bytes_are_refused_though_dcap_qvl_ignores_them() -
     )
     assert len(padded.quote) == 5006
     with pytest.raises(EvidenceFormatError, match="bytes after the end of the quote"):
-        verify_dcap(padded, now=at(c))
+        verify_dcap(padded, now=at(c), accept_evidence_collateral=True)
     appended = raw_quote("tdx-dcap/gotdxguest_tdx_prod_quote_SPR_E4.dat")
     with pytest.raises(EvidenceFormatError, match="non-zero bytes after the quote"):
         strip_padding(appended)
@@ -153,7 +158,7 @@ def test_quote_sent_as_the_other_tee_kind_is_refused() -> None:
         tee=TeeKind.TDX, quote=ev.quote, claims=ev.claims, endorsements=ev.endorsements
     )
     with pytest.raises(EvidenceFormatError, match="a SGX quote sent as tdx"):
-        verify_dcap(wrong, now=at(c))
+        verify_dcap(wrong, now=at(c), accept_evidence_collateral=True)
 
 
 def test_quote_framing() -> None:
@@ -223,7 +228,7 @@ def _must_refuse(c: dict[str, Any], quote_bytes: bytes, coll: bytes) -> None:
         endorsements={"dcap_collateral": coll},
     )
     with pytest.raises(TYPED):
-        verify_dcap(ev, now=at(c))
+        verify_dcap(ev, now=at(c), accept_evidence_collateral=True)
 
 
 @pytest.mark.parametrize("c", MUTATION_CASES, ids=label)
@@ -312,13 +317,69 @@ def test_v4_qe_report_data_size_must_match() -> None:
 def test_appraisal_time_must_be_aware() -> None:
     c = case("sgx-dcap/phala_sgx_quote", result="ok")
     with pytest.raises(ValueError, match="timezone-aware"):
-        verify_dcap(dcap_evidence(c), now=at(c).replace(tzinfo=None))
+        verify_dcap(
+            dcap_evidence(c), now=at(c).replace(tzinfo=None), accept_evidence_collateral=True
+        )
 
 
 def test_directory_collateral_limits(tmp_path: Path) -> None:
     source = DirectoryCollateral(tmp_path)
-    with pytest.raises(CollateralError, match="malformed FMSPC"):
-        source.dcap_collateral("../../etc/passwd")
-    (tmp_path / "00A067110000.json").write_bytes(b" " * (512 * 1024 + 1))
+    with pytest.raises(CollateralError, match="malformed collateral key"):
+        source.dcap_collateral("sgx", "../../etc/passwd")
+    with pytest.raises(CollateralError, match="malformed collateral key"):
+        source.dcap_collateral("..", "00A067110000")
+    (tmp_path / "sgx").mkdir()
+    (tmp_path / "sgx" / "00A067110000.json").write_bytes(b" " * (512 * 1024 + 1))
     with pytest.raises(CollateralError, match="larger than"):
-        source.dcap_collateral("00A067110000")
+        source.dcap_collateral("sgx", "00A067110000")
+    (tmp_path / "sgx" / "00606A000000.json").mkdir()
+    with pytest.raises(CollateralError, match="cannot read"):
+        source.dcap_collateral("sgx", "00606A000000")
+
+
+def test_attacker_text_in_collateral_cannot_choose_the_error_type() -> None:
+    """dcap-qvl quotes bad collateral in its message; words like "debug" there change nothing."""
+    c = case("sgx-dcap/phala_sgx_quote", result="ok")
+    doc = json.loads(collateral(c["collateral"]))
+    for word in ("debug", "Revoked", "expired"):
+        tampered = dict(doc)
+        tampered["tcb_info"] = doc["tcb_info"].replace('"version":3', f'"version":"{word}"', 1)
+        with pytest.raises(EvidenceSignatureError):
+            _must_refuse_as(c, json.dumps(tampered).encode())
+
+
+def _must_refuse_as(c: dict[str, Any], coll: bytes) -> None:
+    ev = Evidence(
+        tee=TeeKind.SGX,
+        quote=quote(c["quote"]),
+        claims=b"{}",
+        endorsements={"dcap_collateral": coll},
+    )
+    verify_dcap(ev, now=at(c), accept_evidence_collateral=True)
+
+
+def test_tcb_evaluation_data_number_is_reported() -> None:
+    c = case("sgx-dcap/phala_sgx_quote", result="ok")
+    verified = verify_dcap(dcap_evidence(c), now=at(c), accept_evidence_collateral=True)
+    assert verified.tcb_evaluation_data_number == 17
+
+
+def test_certificate_with_an_unknown_x509_version_is_malformed() -> None:
+    q, frame = _pck_chain()
+    chain = pck_chain_of(q, frame)
+    first = load_pem_chain(chain.removesuffix(b"\x00"))[0]
+    der = bytearray(certificate_der(first))
+    der[12] = 0x05  # the version INTEGER inside [0] EXPLICIT: "v6" does not exist
+    pem = (
+        b"-----BEGIN CERTIFICATE-----\n"
+        + base64.encodebytes(bytes(der))
+        + b"-----END CERTIFICATE-----\n"
+    )
+    with pytest.raises(EvidenceFormatError, match="not PEM"):
+        check_pck_chain(pem, pinned_intel_root())
+
+
+@pytest.mark.parametrize("tcb_info", ['{"version":3}', '{"tcbEvaluationDataNumber":true}'])
+def test_tcb_info_without_an_evaluation_number_is_refused(tcb_info: str) -> None:
+    with pytest.raises(CollateralError, match="no tcbEvaluationDataNumber"):
+        dcap._evaluation_data_number(tcb_info)

@@ -20,6 +20,9 @@ MRTD = (
 M48 = "ab" * 48
 
 
+FLOOR = {"min_tcb": {"boot_loader": 0, "tee": 0, "snp": 0, "microcode": 0}}
+
+
 def sgx(**extra: Any) -> dict[str, Any]:
     return {"allowed_tees": ["sgx"], "sgx": {"mrenclave": [MRENCLAVE]}} | extra
 
@@ -31,7 +34,14 @@ def test_a_complete_policy_loads() -> None:
             "accepted_tcb_statuses": ["UpToDate", "SWHardeningNeeded"],
             "denied_advisories": ["INTEL-SA-00615"],
             "sgx": {"mrsigner": "00" * 32, "isv_prod_id": 1, "min_isv_svn": 2},
-            "tdx": {"mrtd": [MRTD], "rtmr3": ["00" * 48], "td_attributes": "0000001000000000"},
+            "tdx": {
+                "mrtd": [MRTD],
+                "rtmr0": [M48],
+                "rtmr1": [M48],
+                "rtmr2": [M48],
+                "rtmr3": ["00" * 48],
+                "td_attributes": "0000001000000000",
+            },
             "sev_snp": {
                 "measurement": [M48],
                 "allowed_vmpls": [0, 1],
@@ -53,10 +63,13 @@ def test_a_complete_policy_loads() -> None:
         ({"allowed_tees": []}, "allowed_tees is empty"),
         ({"allowed_tees": ["sgx", "sgx"], "sgx": {"mrenclave": [MRENCLAVE]}}, "twice"),
         ({"allowed_tees": ["sgx"]}, "sgx is allowed but the policy has no \\[sgx\\]"),
-        (sgx(tdx={"mrtd": [MRTD]}), "\\[tdx\\] is given but tdx is not in allowed_tees"),
+        (
+            sgx(tdx={"mrtd": [MRTD], "rtmr0": [M48], "rtmr1": [M48], "rtmr2": [M48]}),
+            "\\[tdx\\] is given but tdx is not in allowed_tees",
+        ),
         (sgx(accepted_tcb_statuses=[]), "accepted_tcb_statuses is empty"),
         (sgx(accepted_tcb_statuses=["Revoked"]), "never-acceptable TCB statuses: \\['Revoked'\\]"),
-        (sgx(denied_advisories=[" "]), "empty entry"),
+        (sgx(denied_advisories=["intel-sa-00615"]), "Intel advisory ids"),
         (sgx(unsafe_allow_simulated=True), "unsafe_allow_simulated"),
         (
             {"allowed_tees": ["simulated"], "simulated": {"measurement": [M48]}},
@@ -72,21 +85,72 @@ def test_a_complete_policy_loads() -> None:
             {"allowed_tees": ["sgx"], "sgx": {"mrenclave": [MRENCLAVE], "isv_prod_id": 1}},
             "go together",
         ),
-        ({"allowed_tees": ["tdx"], "tdx": {"mrtd": []}}, "mrtd: an empty allow-list"),
-        ({"allowed_tees": ["tdx"], "tdx": {"mrtd": [MRTD], "rtmr0": []}}, "rtmr0: an empty"),
-        ({"allowed_tees": ["tdx"], "tdx": {"mrtd": ["00"]}}, "mrtd: '00' is not 48 bytes"),
-        ({"allowed_tees": ["sev-snp"], "sev_snp": {"measurement": []}}, "measurement: an empty"),
-        ({"allowed_tees": ["sev-snp"], "sev_snp": {"measurement": ["00"]}}, "not 48 bytes"),
         (
-            {"allowed_tees": ["sev-snp"], "sev_snp": {"measurement": [M48], "host_data": ["00"]}},
+            {
+                "allowed_tees": ["tdx"],
+                "tdx": {"mrtd": [], "rtmr0": [M48], "rtmr1": [M48], "rtmr2": [M48]},
+            },
+            "mrtd: an empty allow-list",
+        ),
+        (
+            {
+                "allowed_tees": ["tdx"],
+                "tdx": {
+                    "mrtd": [MRTD],
+                    "rtmr0": [M48],
+                    "rtmr1": [M48],
+                    "rtmr2": [M48],
+                    "rtmr3": [],
+                },
+            },
+            "rtmr3: an empty",
+        ),
+        (
+            {
+                "allowed_tees": ["tdx"],
+                "tdx": {"mrtd": ["00"], "rtmr0": [M48], "rtmr1": [M48], "rtmr2": [M48]},
+            },
+            "mrtd: '00' is not 48 bytes",
+        ),
+        (
+            {
+                "allowed_tees": ["sev-snp"],
+                "sev_snp": {
+                    "measurement": [],
+                    "min_tcb": {"boot_loader": 0, "tee": 0, "snp": 0, "microcode": 0},
+                },
+            },
+            "measurement: an empty",
+        ),
+        (
+            {
+                "allowed_tees": ["sev-snp"],
+                "sev_snp": {
+                    "measurement": ["00"],
+                    "min_tcb": {"boot_loader": 0, "tee": 0, "snp": 0, "microcode": 0},
+                },
+            },
+            "not 48 bytes",
+        ),
+        (
+            {
+                "allowed_tees": ["sev-snp"],
+                "sev_snp": {"measurement": [M48], "host_data": ["00"], **FLOOR},
+            },
             "host_data",
         ),
         (
-            {"allowed_tees": ["sev-snp"], "sev_snp": {"measurement": [M48], "allowed_vmpls": [4]}},
+            {
+                "allowed_tees": ["sev-snp"],
+                "sev_snp": {"measurement": [M48], "allowed_vmpls": [4], **FLOOR},
+            },
             "VMPLs between 0 and 3",
         ),
         (
-            {"allowed_tees": ["sev-snp"], "sev_snp": {"measurement": [M48], "signing_keys": []}},
+            {
+                "allowed_tees": ["sev-snp"],
+                "sev_snp": {"measurement": [M48], "signing_keys": [], **FLOOR},
+            },
             "vcek, vlek or both",
         ),
         (
@@ -143,6 +207,7 @@ def test_load_toml_and_json(tmp_path: Path) -> None:
         ("p.toml", "allowed_tees = [", "cannot parse policy"),
         ("p.json", "{", "cannot parse policy"),
         ("p.json", "[1]", "must be a table/object"),
+        ("p.json", "[" * 100_000, "cannot parse policy"),
     ],
 )
 def test_unreadable_policies(tmp_path: Path, name: str, content: str, message: str) -> None:

@@ -45,10 +45,6 @@ SGX_M = {"mrenclave": H32, "mrsigner": "cc" * 32, "isv_prod_id": 7, "isv_svn": 3
         ({"mrsigner": "cc" * 32, "isv_prod_id": 7, "min_isv_svn": 4}, False),
         ({"mrsigner": "cc" * 32, "isv_prod_id": 8, "min_isv_svn": 0}, False),
         ({"mrsigner": "dd" * 32, "isv_prod_id": 7, "min_isv_svn": 0}, False),
-        (
-            {"mrenclave": ["00" * 32], "mrsigner": "cc" * 32, "isv_prod_id": 7, "min_isv_svn": 1},
-            True,
-        ),
     ],
 )
 def test_sgx_identity(section: dict[str, Any], ok: bool) -> None:
@@ -78,6 +74,7 @@ TDX_M = {
         ({}, None),
         ({"rtmr1": ["01" * 48, "ff" * 48]}, None),
         ({"rtmr2": ["ff" * 48]}, "TDX RTMR2"),
+        ({"rtmr3": ["ff" * 48]}, "TDX RTMR3"),
         ({"mr_config_id": ["ff" * 48]}, "TDX MR_CONFIG_ID"),
         ({"td_attributes": "0000000000000000"}, "TDX TD_ATTRIBUTES"),
         ({"xfam": "0000000000000000"}, "TDX XFAM"),
@@ -85,7 +82,8 @@ TDX_M = {
     ],
 )
 def test_tdx_reference_values(extra: dict[str, Any], refused: str | None) -> None:
-    ref = policy_from_mapping({"allowed_tees": ["tdx"], "tdx": {"mrtd": [H48]} | extra}).tdx
+    base = {"mrtd": [H48], "rtmr0": ["00" * 48], "rtmr1": ["01" * 48], "rtmr2": ["02" * 48]}
+    ref = policy_from_mapping({"allowed_tees": ["tdx"], "tdx": base | extra}).tdx
     assert ref is not None
     if refused is None:
         check_tdx(TDX_M, ref)
@@ -130,13 +128,20 @@ SNP_M = {
             {},
             "fmc is below",
         ),
+        ({}, {"tcb_fmc": 1}, "no fmc floor"),
+        (
+            {"min_tcb": {"boot_loader": 0, "tee": 0, "snp": 0, "microcode": 0, "fmc": 1}},
+            {"tcb_fmc": 1},
+            None,
+        ),
     ],
 )
 def test_snp_reference_values(
     extra: dict[str, Any], measured: dict[str, Any], refused: str | None
 ) -> None:
+    floor = {"min_tcb": {"boot_loader": 0, "tee": 0, "snp": 0, "microcode": 0}}
     ref = policy_from_mapping(
-        {"allowed_tees": ["sev-snp"], "sev_snp": {"measurement": [H48]} | extra}
+        {"allowed_tees": ["sev-snp"], "sev_snp": {"measurement": [H48]} | floor | extra}
     ).sev_snp
     assert ref is not None
     m = SNP_M | measured
@@ -195,7 +200,13 @@ def test_real_snp_reports_pass_every_step_but_the_binding(report: str) -> None:
 def test_debug_snp_guest_is_refused_at_the_debug_step() -> None:
     ev, c = snp_evidence(DEBUG_REPORT)
     policy = policy_from_mapping(
-        {"allowed_tees": ["sev-snp"], "sev_snp": {"measurement": ["00" * 48]}}
+        {
+            "allowed_tees": ["sev-snp"],
+            "sev_snp": {
+                "measurement": ["00" * 48],
+                "min_tcb": {"boot_loader": 0, "tee": 0, "snp": 0, "microcode": 0},
+            },
+        }
     )
     with pytest.raises(DebugRefusedError) as exc:
         appraise(ev, policy=policy, expected_nonce=NONCE, now=now_of(c))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,7 +68,6 @@ class TeeType(IntEnum):
 
 
 class V5BodyType(IntEnum):
-    SGX_REPORT = 1
     TD_REPORT_10 = 2
     TD_REPORT_15 = 3
 
@@ -232,32 +232,50 @@ def pinned_intel_root() -> bytes:
     return data
 
 
-# dcap-qvl reports failures as ValueError text; these fragments decide which of our errors.
-_ERROR_MAP: tuple[tuple[tuple[str, ...], type[AttestationError]], ...] = (
-    (("Debug mode is enabled", "debug"), DebugRefusedError),
-    (
-        ("No matching TCB level", "TCB status", "Revoked", "revoked", "rejected by policy"),
-        TcbRejectedError,
-    ),
-    (("expired", "Expired", "in the future", "NotValidYet", "not yet valid"), CollateralError),
+# dcap-qvl reports failures as ValueError text: "Verification failed: <reason>", then
+# "Caused by" lines. Only dcap-qvl's own fixed reasons are matched, exactly: the cause lines
+# can quote attacker-supplied collateral, so no substring of them may choose our error type.
+_FIRST_LINE_ERRORS: dict[str, type[AttestationError]] = {
+    "Debug mode is enabled": DebugRefusedError,
+    "No matching TCB level found": TcbRejectedError,
+    "TCB status is invalid: Revoked": TcbRejectedError,
+    "TCBInfo expired": CollateralError,
+    "TCBInfo issue date is in the future": CollateralError,
+    "QE Identity expired": CollateralError,
+    "QE Identity issue date is in the future": CollateralError,
+}
+# webpki's time errors inside "Failed to verify certificate chain" (numbers only: no text).
+_TIME_CAUSE = re.compile(
+    r"(CrlExpired|CertExpired|CertNotValidYet) \{ time: UnixTime\(\d+\), "
+    r"(next_update|not_after|not_before): UnixTime\(\d+\) \}"
 )
+_PREFIX = "Verification failed: "
 
 
 def _map_failure(message: str) -> AttestationError:
-    first = message.splitlines()[0] if message else "unknown failure"
-    for fragments, error in _ERROR_MAP:
-        if any(f in message for f in fragments):
-            return error(f"DCAP verification failed: {first}")
-    return EvidenceSignatureError(f"DCAP verification failed: {first}")
+    lines = [line.strip(" |") for line in message.splitlines() if line.strip(" |")]
+    first = lines[0] if lines else "unknown failure"
+    error = _FIRST_LINE_ERRORS.get(first.removeprefix(_PREFIX), EvidenceSignatureError)
+    if first == _PREFIX + "Failed to verify certificate chain" and _TIME_CAUSE.fullmatch(lines[-1]):
+        error = CollateralError
+    detail = f": {lines[-1]}" if error is CollateralError and len(lines) > 1 else ""
+    return error(f"DCAP verification failed: {first}{detail}")
 
 
-def _collateral(evidence: Evidence, fmspc: str, source: CollateralSource | None) -> Any:  # noqa: ANN401
+def _collateral(
+    evidence: Evidence, fmspc: str, source: CollateralSource | None, *, from_evidence: bool
+) -> Any:  # noqa: ANN401 - dcap-qvl's collateral object
     if source is not None:
-        raw = source.dcap_collateral(fmspc)
-    elif COLLATERAL_ENDORSEMENT in evidence.endorsements:
+        raw = source.dcap_collateral(evidence.tee.value, fmspc)
+    elif from_evidence and COLLATERAL_ENDORSEMENT in evidence.endorsements:
         raw = evidence.endorsements[COLLATERAL_ENDORSEMENT]
+    elif COLLATERAL_ENDORSEMENT in evidence.endorsements:
+        raise CollateralError(
+            "the evidence brings its own DCAP collateral, which lets the attester pick the "
+            "freshest-looking set; give a collateral source or set accept_evidence_collateral"
+        )
     else:
-        raise CollateralError("no DCAP collateral: give a collateral source or include it")
+        raise CollateralError("no DCAP collateral: give a collateral source")
     try:
         return dcap_qvl.QuoteCollateralV3.from_json(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
@@ -265,7 +283,11 @@ def _collateral(evidence: Evidence, fmspc: str, source: CollateralSource | None)
 
 
 def verify_dcap(
-    evidence: Evidence, *, now: datetime, collateral: CollateralSource | None = None
+    evidence: Evidence,
+    *,
+    now: datetime,
+    collateral: CollateralSource | None = None,
+    accept_evidence_collateral: bool = False,
 ) -> VerifiedQuote:
     """Verify an SGX or TDX quote at ``now`` and return what its signatures establish."""
     quote = evidence.quote
@@ -283,7 +305,9 @@ def verify_dcap(
         fmspc = dcap_qvl.parse_quote(quote).fmspc()
     except ValueError as exc:
         raise EvidenceFormatError(f"unreadable quote: {str(exc).splitlines()[0]}") from None
-    coll = _collateral(evidence, str(fmspc).upper(), collateral)
+    coll = _collateral(
+        evidence, str(fmspc).upper(), collateral, from_evidence=accept_evidence_collateral
+    )
     # 3. dcap-qvl: chain to the pinned root, collateral validity at `now`, QE, TCB, debug.
     seconds = _seconds(now)
     try:
@@ -307,9 +331,18 @@ def verify_dcap(
         debug=_debug(frame.tee_type, measurements),
         measurements=measurements,
         tcb_status=str(verified.status),
+        tcb_evaluation_data_number=_evaluation_data_number(coll.tcb_info),
         advisory_ids=tuple(str(a) for a in verified.advisory_ids),
         details={"quote_version": str(int(frame.version)), "ppid": report.get("ppid", "")},
     )
+
+
+def _evaluation_data_number(tcb_info: str) -> int:
+    """The TCB evaluation data number of TCB info that dcap-qvl has just verified."""
+    number = json.loads(tcb_info).get("tcbEvaluationDataNumber")
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise CollateralError("the TCB info has no tcbEvaluationDataNumber")
+    return number
 
 
 def _seconds(now: datetime) -> int:
@@ -345,6 +378,7 @@ def _tdx(body: dict[str, Any]) -> dict[str, str | int]:
 
 
 def _debug(tee_type: TeeType, measurements: dict[str, str | int]) -> bool:
+    """Defence in depth: dcap-qvl already refuses debug enclaves and TDs."""
     if tee_type is TeeType.SGX:  # SGX ATTRIBUTES.FLAGS bit 1 (DEBUG), little-endian
         return bool(bytes.fromhex(str(measurements["attributes"]))[0] & 0x02)
     return bool(bytes.fromhex(str(measurements["td_attributes"]))[0] & 0x01)  # TUD.DEBUG

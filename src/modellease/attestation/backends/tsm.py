@@ -16,6 +16,7 @@ Rules (Linux ``Documentation/ABI/testing/configfs-tsm-report``):
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import struct
 import uuid
@@ -63,8 +64,11 @@ class TsmAttester:
         self._files.mkdir(entry)
         try:
             outblob, auxblob = self._request(entry, report_data)
-        finally:
-            self._files.rmdir(entry)
+        except BaseException:
+            with contextlib.suppress(AttesterUnavailableError):
+                self._files.rmdir(entry)  # never hide the original failure behind this one
+            raise
+        self._files.rmdir(entry)
         if self.tee is TeeKind.TDX:
             try:
                 return strip_padding(outblob), {}
@@ -114,8 +118,10 @@ def endorsements_from_cert_table(table: bytes) -> dict[str, bytes]:
             return found
         if offset + length > len(table):
             raise AttesterUnavailableError("certificate table entry points past its end")
-        guid = uuid.UUID(bytes_le=guid_bytes)
+        guid = uuid.UUID(bytes=guid_bytes)  # RFC 4122 byte order, as hosts write the table
         name = {VCEK_GUID: "vcek", VLEK_GUID: "vlek"}.get(guid)
         if name is not None:
+            if name in found:
+                raise AttesterUnavailableError(f"certificate table lists the {name} twice")
             found[name] = table[offset : offset + length]
     raise AttesterUnavailableError(f"certificate table has more than {MAX_CERT_ENTRIES} entries")
