@@ -24,6 +24,12 @@ and a one-line message. Bugs in the caller raise ``TypeError``/``ValueError``/
     │       ├── TcbRejectedError        TCB status, level or advisories not accepted
     │       ├── MeasurementRejectedError a measurement or attribute is not in the policy
     │       └── BindingMismatchError    the report data is not the hash of the claims
+    │
+    │   Defined beside the rules they enforce (each with its own stable ``reason``):
+    │   ├── custodian.ledger.LedgerError            budget refusals (usage, budget, lease state)
+    │   ├── protocol.signed.SignedDocumentError     wrong payload type, signer, signature, format
+    │   ├── protocol.messages.ReportChainError      report gap/replay/rollback, fork, counters down
+    │   └── custodian.key_release.KeyUnwrapError    a wrapped data key does not open
     ├── StateError                      local state forbids the operation; CLI exit 1
     │   ├── HomeExistsError
     │   ├── HomeNotFoundError

@@ -7,6 +7,7 @@ banned-imports rule (TID251) keeps other modules out of ``cryptography.hazmat``.
 * :mod:`._aead` — AES-256-GCM with caller-owned buffers.
 * :mod:`._ed25519` — Ed25519 signing keys and verification.
 * :mod:`._kdf` — scrypt (passphrases) and HKDF-SHA256 (sub-keys).
+* :mod:`._hpke` — HPKE (RFC 9180) base mode, X25519/HKDF-SHA256/AES-256-GCM.
 * :mod:`._ecdsa` — ECDSA P-384/SHA-384 verification (SEV-SNP reports).
 * :mod:`._x509` — certificate chains in and out of PEM/DER.
 * :func:`ct_equal` — the one constant-time comparison for secrets and digests.
@@ -29,6 +30,15 @@ from modellease._hazmat._ed25519 import (
     SigningKey,
     ed25519_verify,
 )
+from modellease._hazmat._hpke import (
+    HPKE_MAX_INFO_SIZE,
+    HPKE_MAX_PLAINTEXT_SIZE,
+    HPKE_OVERHEAD,
+    HpkeOpenFailed,
+    KemPrivateKey,
+    hpke_open,
+    hpke_seal,
+)
 from modellease._hazmat._kdf import ScryptParams, hkdf_sha256, scrypt
 from modellease._hazmat._x509 import certificate_der, certificate_pem, load_pem_chain
 
@@ -39,8 +49,13 @@ __all__ = [
     "ED25519_PUBLIC_KEY_SIZE",
     "ED25519_SEED_SIZE",
     "ED25519_SIGNATURE_SIZE",
+    "HPKE_MAX_INFO_SIZE",
+    "HPKE_MAX_PLAINTEXT_SIZE",
+    "HPKE_OVERHEAD",
     "AuthenticationFailed",
     "FrameCipher",
+    "HpkeOpenFailed",
+    "KemPrivateKey",
     "ScryptParams",
     "SigningKey",
     "certificate_der",
@@ -49,6 +64,8 @@ __all__ = [
     "ecdsa_p384_sha384_verify",
     "ed25519_verify",
     "hkdf_sha256",
+    "hpke_open",
+    "hpke_seal",
     "load_pem_chain",
     "random_aead_key",
     "scrypt",
