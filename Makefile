@@ -31,6 +31,7 @@ lint: $(STAMP)
 CORE := */modellease/bundle/*,*/modellease/attestation/*,*/modellease/protocol/*,*/modellease/_hazmat/*,*/modellease/custodian/ledger.py,*/modellease/custodian/key_release.py
 
 test: lint
+	scripts/ensure-postgres
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered
 	$(BIN)/coverage report --include='$(CORE)' --fail-under=100
 

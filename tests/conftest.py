@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from modellease._hazmat import SigningKey
 from modellease.bundle import SealedBundle, seal_stream
 from modellease.keys import CustodianPublicKey, DataKey, data_key
+from tests.pgcluster import postgres_cluster
 
 FIXED_TIME = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 SMALL_FRAME = 256
@@ -82,3 +86,29 @@ def seal() -> SealFn:
 def model_bytes() -> bytes:
     """Five frames of 256 bytes, the last one partial: 4 * 256 + 100 bytes."""
     return bytes((i * 7 + 3) % 251 for i in range(4 * SMALL_FRAME + 100))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on loopback for the whole session (tests/pgcluster.py)."""
+    with postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each store test runs on SQLite and on PostgreSQL, each time on an empty database."""
+    if request.param == "sqlite":
+        yield f"sqlite+pysqlite:///{tmp_path / 'custodian.sqlite3'}"
+        return
+    base: str = request.getfixturevalue("postgres_url")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()

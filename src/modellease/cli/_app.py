@@ -5,9 +5,11 @@ from __future__ import annotations
 import typer
 
 from modellease.cli.attest import attest_app
+from modellease.cli.audit import audit_app
 from modellease.cli.bundle import inspect, seal, unseal
 from modellease.cli.custodian import custodian_app, keys_app
 from modellease.cli.demo import demo
+from modellease.cli.lease import lease_app, token_app, usage
 
 app = typer.Typer(
     name="modellease",
@@ -18,10 +20,14 @@ app = typer.Typer(
 app.add_typer(custodian_app, name="custodian")
 app.add_typer(keys_app, name="keys")
 app.add_typer(attest_app, name="attest")
+app.add_typer(audit_app, name="audit")
+app.add_typer(lease_app, name="lease")
+app.add_typer(token_app, name="token")
 app.command()(seal)
 app.command()(inspect)
 app.command()(unseal)
 app.command()(demo)
+app.command()(usage)
 
 
 def main() -> None:

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import json
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import uvicorn
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
-from modellease.cli._common import HomeOption, out, reporting
+from modellease.cli._common import (
+    HomeOption,
+    PassphraseOption,
+    err,
+    out,
+    reporting,
+    unlock_home,
+)
+from modellease.custodian import audit, auth
+from modellease.custodian.app import create_app
 from modellease.custodian.home import CustodianHome, read_passphrase_file, resolve_home
+from modellease.custodian.service import ControlPlane
+from modellease.custodian.store import connect, default_url, migrate
 
 custodian_app = typer.Typer(help="The custodian: home, identity and (later) the control plane.")
 keys_app = typer.Typer(help="The custodian's keys.")
@@ -52,3 +68,62 @@ def show(
         else:
             out.print(f"custodian key  {loaded.public_key.hex()}")
             out.print(f"fingerprint    {loaded.fingerprint}")
+
+
+EXPIRY_SWEEP_S = 5.0  # how often the service closes instances past their hard expiry
+
+
+def _bootstrap_operator_token(engine: Engine, actor: str) -> str | None:
+    """The first operator token, minted (and audited) only while no valid one exists."""
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        minted = auth.bootstrap_operator_token(session, now=now)
+        if minted is None:
+            return None
+        token, row = minted
+        audit.append(
+            session,
+            kind="token_created",
+            actor=actor,
+            lease_id=None,
+            detail={"token_id": row.id, "role": row.role, "bootstrap": True},
+            now=now,
+        )
+        return token
+
+
+@custodian_app.command("serve")
+def serve(
+    home: HomeOption = None,
+    passphrase_file: PassphraseOption = None,
+    db: Annotated[
+        str | None, typer.Option(help="Database URL (default: SQLite in the custodian home).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8750,
+) -> None:
+    """Run the custodian service: the node API (/v1) and the admin API (/admin/v1)."""
+    with reporting():
+        loaded, unlocked = unlock_home(home, passphrase_file)
+        engine = connect(db or default_url(loaded.path))
+        migrate(engine)
+        plane = ControlPlane(engine, signer=unlocked.signer, keys=unlocked.keys)
+        token = _bootstrap_operator_token(engine, plane.actor)
+        if token is not None:
+            err.print("first operator token (shown once, store it now):")
+            err.print(token)
+        stop = threading.Event()
+
+        def sweep() -> None:
+            while not stop.wait(EXPIRY_SWEEP_S):
+                plane.expire(now=datetime.now(UTC))
+
+        sweeper = threading.Thread(target=sweep, name="expiry-sweep", daemon=True)
+        sweeper.start()
+        out.print(f"custodian {loaded.fingerprint} serving on http://{host}:{port}")
+        try:
+            uvicorn.run(create_app(plane), host=host, port=port, log_level="info")
+        finally:
+            stop.set()
+            sweeper.join()
+            engine.dispose()

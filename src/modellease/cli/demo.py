@@ -12,10 +12,14 @@ import hashlib
 import logging
 import os
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
+import httpx
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
 import typer
 from rich.text import Text
 
@@ -31,11 +35,17 @@ from modellease.attestation import (
 )
 from modellease.bundle import inspect_bundle, open_bundle
 from modellease.cli._common import out, reporting
+from modellease.custodian.app import create_app
 from modellease.custodian.home import CustodianHome
+from modellease.custodian.ledger import Unit
 from modellease.custodian.sealing import seal_model_file, unseal_bundle
+from modellease.custodian.service import ControlPlane, LeaseSpec
+from modellease.custodian.store import connect, default_url, migrate
 from modellease.errors import AttestationError, BundleIntegrityError
 from modellease.keys import InstanceKemKey, InstanceSigningKey, Nonce
-from modellease.testing.digits import accuracy, build_digits_model
+from modellease.testing.digits import DigitsModel, accuracy, build_digits_model
+from modellease.testing.node import DEFAULT_CONFIG, SimulatedNode
+from modellease.testing.server import serving
 
 MIN_DEMO_ACCURACY = 0.9  # the digits MLP scores ~97 %; far below means something is broken
 
@@ -84,6 +94,112 @@ def _attestation_story() -> bool:
         f"KEM key {result.kem_key.hex()[:16]}… bound by the report data"
     )
     return result.insecure and result.kem_key == claims.kem_key
+
+
+def _serve_until_refused(
+    node: SimulatedNode,
+    session: ort.InferenceSession,
+    inputs: npt.NDArray[np.float32],
+    labels: npt.NDArray[np.int64],
+    start: int,
+    limit: int,
+) -> tuple[int, int]:
+    """Classify digits one request at a time while the grant allows; renew every 5."""
+    served = correct = 0
+    for i in range(start, start + limit):
+        assert node.grant is not None
+        if node.counters["requests"] >= node.grant.allowance:
+            node.renew()
+            if node.counters["requests"] >= node.grant.allowance:
+                break  # budget exhausted: the node refuses instead of serving
+        label = session.run(["label"], {"X": inputs[i : i + 1]})[0][0]
+        node.use(requests=1)
+        served += 1
+        correct += int(label == labels[i])
+        if served % 5 == 0:
+            node.renew()
+    return served, correct
+
+
+def _lease_story(home: CustodianHome, bundle_id: str, bundle: Path, model: DigitsModel) -> bool:
+    unlocked = home.unlock()
+    engine = connect(default_url(home.path))
+    migrate(engine)
+    plane = ControlPlane(engine, signer=unlocked.signer, keys=unlocked.keys)
+    now = datetime.now(UTC)
+    _step(9, "The custodian leases the bundle: 30 requests, granted in slices of 10")
+    policy = {
+        "allowed_tees": ["simulated"],
+        "unsafe_allow_simulated": True,
+        "simulated": {"measurement": [runtime_measurement(DEFAULT_CONFIG).hex()]},
+    }
+    plane.create_lease(
+        LeaseSpec(
+            lease_id="digits-lease",
+            bundle_id=bundle_id,
+            unit=Unit.REQUESTS,
+            budget=30,
+            slice_size=10,
+            heartbeat_ttl=timedelta(seconds=30),
+            hard_expiry=timedelta(seconds=60),
+            ends_at=now + timedelta(days=30),
+            policy=policy,
+        ),
+        now=now,
+    )
+    ok = True
+    with serving(create_app(plane)) as url, httpx.Client(base_url=url) as http:
+        out.print(f"   custodian service on {url} (SQLite in the custodian home)")
+        node = SimulatedNode(http, "digits-lease", home.public_key)
+        _step(10, "A node enrols: attested, first grant, data key wrapped to its own key")
+        grant = node.enrol()
+        assert node.data_key is not None
+        opened = open_bundle(bundle, data_key=node.data_key, trusted_custodians=[home.public_key])
+        session = ort.InferenceSession(bytes(opened.plaintext), providers=["CPUExecutionProvider"])
+        out.print(
+            f"   instance {node.instance_id}: grant #{grant.seq} allows {grant.allowance} "
+            "requests; the bundle opened in memory with the released key"
+        )
+        _step(11, "It serves real inferences, reporting signed usage, until the budget runs out")
+        served, correct = _serve_until_refused(
+            node, session, model.test_inputs, model.test_labels, 0, 50
+        )
+        out.print(
+            f"   served {served} classifications ({correct} correct); request {served + 1} "
+            "refused: budget exhausted"
+        )
+        ok = ok and served == 30
+        _step(12, "The custodian extends the lease by 20 requests")
+        plane.extend("digits-lease", units=20, now=datetime.now(UTC))
+        more, correct = _serve_until_refused(
+            node, session, model.test_inputs, model.test_labels, served, 50
+        )
+        out.print(
+            f"   served {more} more ({correct} correct); the grant now allows "
+            f"{node.grant.allowance if node.grant else 0}"
+        )
+        ok = ok and more == 20
+        _step(13, "The off-switch: the custodian kills the instance")
+        plane.order(
+            lease_id="digits-lease",
+            kind="kill",
+            instance_id=node.instance_id,
+            reason="demo: lease terminated",
+            now=datetime.now(UTC),
+        )
+        answer = node.renew()
+        killed = answer.withheld == "instance_ended" and any(
+            o.payload_type.endswith("order.v1+json") for o in answer.orders
+        )
+        if killed:
+            node.data_key = None  # a real node also drops the engine and wipes the weights
+        out.print(
+            f"   next renewal: no grant ({answer.withheld}); {len(answer.orders)} signed kill "
+            "order received; the node dropped its data key and serves nothing more"
+        )
+        ok = ok and killed
+    engine.dispose()
+    return ok
 
 
 def demo(
@@ -174,10 +290,12 @@ def _run(work: Path) -> None:
     _step(8, "A node attests (simulated TEE): the custodian appraises its evidence")
     attested = _attestation_story()
 
-    ok = same and score >= MIN_DEMO_ACCURACY and refused and attested
+    leased = _lease_story(home, sealed.manifest.bundle_id, bundle, model)
+
+    ok = same and score >= MIN_DEMO_ACCURACY and refused and attested and leased
     out.print()
     out.print(Text("demo complete", "bold green") if ok else Text("demo FAILED", "bold red"))
-    out.print("   next (later issues): lease, key release to the attested node, metered serving,")
-    out.print("   budget extension and the off-switch")
+    out.print("   next (later issues): the enclave node runtime (issue #5) and attested TLS with")
+    out.print("   per-response receipts for consumers (issue #6)")
     if not ok:
         raise typer.Exit(1)

@@ -86,6 +86,7 @@ ORDER_PAYLOAD_TYPE: Final = "application/vnd.modellease.order.v1+json"
 EXTENSION_REQUEST_PAYLOAD_TYPE: Final = "application/vnd.modellease.extension-request.v1+json"
 
 _STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
+MAX_ORDERS_PER_RESPONSE = 256  # a lease's whole order history fits many times over
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _COUNT_TEXT = re.compile(rf"0|[1-9][0-9]{{0,{MAX_COUNT_DIGITS - 1}}}")
@@ -383,6 +384,19 @@ class ExtensionRequest(BaseModel):
         if self.units < 1:
             raise ValueError("units must be at least 1")
         return self
+
+
+class RenewResponse(BaseModel):
+    """The custodian's answer to a usage report: a new grant (or why none), and the orders
+    that apply to the instance. A retry of the same report gets the same answer."""
+
+    model_config = _STRICT
+
+    grant: SignedDocument | None = None
+    withheld: Literal["lease_ended", "lease_paused", "instance_paused", "instance_ended"] | None = (
+        None
+    )
+    orders: list[SignedDocument] = Field(default_factory=list, max_length=MAX_ORDERS_PER_RESPONSE)
 
 
 # --------------------------------------------------------------------------- sign / verify

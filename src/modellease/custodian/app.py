@@ -1,0 +1,173 @@
+"""The custodian's HTTP service (FastAPI): the node API under ``/v1``.
+
+Rules:
+
+* handlers are thin: parse with the strict wire models, call :class:`ControlPlane` (in the
+  thread pool: database work never blocks the event loop) with the time from the injected
+  clock, serialise the answer; no decision is taken here;
+* every refusal is ``application/problem+json`` (RFC 9457) with the error's stable
+  ``reason``; bad input is 400/401/403/404/409/429-class, never 500;
+* request bodies are capped before parsing (``MAX_BODY_SIZE``);
+* orders are pushed to connected nodes at once over server-sent events
+  (``GET /v1/instances/{id}/orders``) and are in every renewal answer as well, so a node
+  that missed the push learns of a kill at its next renewal at the latest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from modellease.custodian import ledger
+from modellease.custodian.admin_api import admin_router
+from modellease.custodian.service import (
+    ControlPlane,
+    NonceRefusedError,
+    UnknownLeaseError,
+    UnknownReporterError,
+)
+from modellease.errors import AttestationError, InvalidInputError, ModelleaseError, StateError
+from modellease.protocol import EnrolRequest, SignedDocument
+from modellease.protocol.signed import SignedDocumentError
+
+MAX_BODY_SIZE = 8 * 1024 * 1024  # enrolment evidence with DCAP collateral stays far below
+ORDER_STREAM_KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from timing out
+
+Clock = Callable[[], datetime]
+
+_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (UnknownLeaseError, 404),
+    (ledger.UnknownInstanceError, 404),
+    (UnknownReporterError, 401),
+    (SignedDocumentError, 401),
+    (NonceRefusedError, 403),
+    (AttestationError, 403),
+    (ledger.BudgetExhaustedError, 429),
+    (ledger.UsageAboveAllowanceError, 409),
+    (ledger.LedgerError, 409),
+    (InvalidInputError, 400),
+    (StateError, 409),
+)
+
+
+def problem(status: int, reason: str, detail: str, **extra: Any) -> JSONResponse:  # noqa: ANN401
+    body = {
+        "type": f"urn:modellease:problem:{reason}",
+        "title": reason,
+        "status": status,
+        "detail": detail,
+        "reason": reason,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+def status_for(exc: ModelleaseError) -> int:
+    return next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
+
+
+class OrderBroadcaster:
+    """Fan-out of signed orders to the nodes of this process that listen for them."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, set[asyncio.Queue[str]]] = defaultdict(set)
+
+    def subscribe(self, lease_id: str) -> asyncio.Queue[str]:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._listeners[lease_id].add(queue)
+        return queue
+
+    def unsubscribe(self, lease_id: str, queue: asyncio.Queue[str]) -> None:
+        self._listeners[lease_id].discard(queue)
+
+    def publish(self, lease_id: str, signed_order_json: str) -> None:
+        for queue in list(self._listeners[lease_id]):
+            queue.put_nowait(signed_order_json)
+
+
+async def _body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_SIZE):
+        raise InvalidInputError(f"request body larger than {MAX_BODY_SIZE} bytes")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_SIZE:
+            raise InvalidInputError(f"request body larger than {MAX_BODY_SIZE} bytes")
+    return body
+
+
+def create_app(plane: ControlPlane, *, clock: Clock | None = None) -> FastAPI:
+    """The custodian app over ``plane``; ``clock`` defaults to the system's UTC time."""
+    now = clock or (lambda: datetime.now(UTC))
+    app = FastAPI(title="modellease custodian", version="1", docs_url=None, redoc_url=None)
+    orders = OrderBroadcaster()
+    app.state.plane = plane
+    app.state.orders = orders
+
+    @app.exception_handler(ModelleaseError)
+    async def _refused(_request: Request, exc: ModelleaseError) -> JSONResponse:
+        step = exc.step if isinstance(exc, AttestationError) else None
+        extra = {"step": step} if step else {}
+        return problem(status_for(exc), exc.reason, str(exc), **extra)
+
+    @app.exception_handler(ValidationError)
+    async def _malformed(_request: Request, exc: ValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return problem(400, "malformed_request", f"{where}: {first['msg']}")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/leases/{lease_id}/nonce")
+    async def nonce(lease_id: str) -> Response:
+        answer = await run_in_threadpool(plane.issue_nonce, lease_id, now=now())
+        return Response(answer.model_dump_json(), media_type="application/json")
+
+    @app.post("/v1/enrol")
+    async def enrol(request: Request) -> Response:
+        parsed = EnrolRequest.model_validate_json(await _body(request))
+        answer = await run_in_threadpool(plane.enrol, parsed, now=now())
+        return Response(answer.model_dump_json(), media_type="application/json")
+
+    @app.post("/v1/renew")
+    async def renew(request: Request) -> Response:
+        signed = SignedDocument.from_json(await _body(request))
+        answer = await run_in_threadpool(plane.renew, signed, now=now())
+        return Response(answer.model_dump_json(), media_type="application/json")
+
+    @app.get("/v1/leases/{lease_id}/orders")
+    async def order_stream(lease_id: str, request: Request) -> StreamingResponse:
+        queue = orders.subscribe(lease_id)
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                yield ": connected\n\n"
+                while not await request.is_disconnected():
+                    try:
+                        signed = await asyncio.wait_for(queue.get(), ORDER_STREAM_KEEPALIVE_S)
+                    except TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    yield f"event: order\ndata: {signed}\n\n"
+            finally:
+                orders.unsubscribe(lease_id, queue)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    def publish_order(lease_id: str, signed: SignedDocument) -> None:
+        orders.publish(lease_id, signed.to_json().decode())  # canonical, one line
+
+    app.state.publish_order = publish_order
+    app.include_router(admin_router(plane, clock=now, publish_order=publish_order))
+    return app

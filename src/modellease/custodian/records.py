@@ -1,0 +1,67 @@
+"""Converting between store rows and the ledger's immutable states. No decisions here."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from modellease.custodian.ledger import InstanceState, InstanceStatus, LeaseState, LeaseTerms, Unit
+from modellease.custodian.store import InstanceRow, LeaseRow
+
+
+def lease_terms(row: LeaseRow) -> LeaseTerms:
+    return LeaseTerms(
+        unit=Unit(row.unit),
+        slice_size=row.slice_size,
+        heartbeat_ttl=timedelta(seconds=row.heartbeat_ttl_s),
+        hard_expiry=timedelta(seconds=row.hard_expiry_s),
+        ends_at=row.ends_at,
+    )
+
+
+def lease_state(row: LeaseRow) -> LeaseState:
+    return LeaseState(
+        lease_id=row.id,
+        terms=lease_terms(row),
+        budget=row.budget,
+        paused=row.paused,
+        killed=row.killed,
+        committed=row.committed,
+        settled=row.settled,
+        active_usage=row.active_usage,
+    )
+
+
+def store_lease(row: LeaseRow, state: LeaseState) -> None:
+    """Write the ledger's new lease totals and flags back into ``row``."""
+    row.budget = state.budget
+    row.paused = state.paused
+    row.killed = state.killed
+    row.committed = state.committed
+    row.settled = state.settled
+    row.active_usage = state.active_usage
+
+
+def instance_state(row: InstanceRow) -> InstanceState:
+    return InstanceState(
+        instance_id=row.id,
+        lease_id=row.lease_id,
+        status=InstanceStatus(row.status),
+        allowance=row.allowance,
+        usage=row.usage,
+        grant_seq=row.grant_seq,
+        valid_until=row.valid_until,
+        paused=row.paused,
+        enrolled_at=row.enrolled_at,
+        ended_at=row.ended_at,
+    )
+
+
+def store_instance(row: InstanceRow, state: InstanceState) -> None:
+    """Write the ledger's new instance state back into ``row``."""
+    row.status = state.status.value
+    row.allowance = state.allowance
+    row.usage = state.usage
+    row.grant_seq = state.grant_seq
+    row.valid_until = state.valid_until
+    row.paused = state.paused
+    row.ended_at = state.ended_at

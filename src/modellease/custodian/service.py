@@ -1,0 +1,743 @@
+"""The control plane's operations: one database transaction each, decisions by the kernels.
+
+Rules:
+
+* every operation runs in one transaction that locks the lease row first, so operations
+  on one lease are serialised on every database; its audit entry commits with it;
+* decisions are taken only by the pure kernels: ``appraise`` (attestation), the ledger
+  (budget), the report chain (telemetry); key material leaves only through
+  :func:`~modellease.custodian.key_release.release_data_key`;
+* a refused request changes no state. What a refusal leaves behind is deliberate: an audit
+  entry saying which step refused, and a used nonce (a nonce is single-use whatever happens);
+* a report is stored durably before it is answered; the very same report sent again gets
+  the stored answer (idempotent retry); any other report reusing a sequence number is
+  refused;
+* the clock is a parameter (``now``), never read here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from modellease._hazmat import SigningKey
+from modellease.attestation import Evidence, appraise, policy_from_mapping
+from modellease.custodian import audit, auth, ledger
+from modellease.custodian.key_release import release_data_key
+from modellease.custodian.keystore import KeyStore
+from modellease.custodian.records import (
+    instance_state,
+    lease_state,
+    store_instance,
+    store_lease,
+)
+from modellease.custodian.store import (
+    ExtensionRequestRow,
+    GrantRow,
+    InstanceRow,
+    LeaseRow,
+    NonceRow,
+    OrderRow,
+    ReportRow,
+    TokenRow,
+)
+from modellease.errors import AttestationError, InvalidInputError
+from modellease.keys import InstanceSigningKey, Nonce, fingerprint
+from modellease.protocol import (
+    EnrolRequest,
+    EnrolResponse,
+    ExtensionRequest,
+    Grant,
+    NonceResponse,
+    Order,
+    RenewResponse,
+    SignedDocument,
+    UsageReport,
+    check_report_chain,
+    format_timestamp,
+    sign_message,
+    verify_report,
+)
+from modellease.protocol.messages import GENESIS_REPORT_SHA256, DuplicateReportError
+
+NONCE_TTL = timedelta(seconds=60)  # an enrolment must follow its nonce within this time
+NONCE_SIZE = 32
+
+
+class UnknownLeaseError(InvalidInputError):
+    """No such lease."""
+
+    reason = "unknown_lease"
+
+
+class NonceRefusedError(InvalidInputError):
+    """The nonce is unknown, for another lease, already used or expired."""
+
+    reason = "nonce_refused"
+
+
+class UnknownReporterError(InvalidInputError):
+    """The report is signed by a key no enrolled instance holds."""
+
+    reason = "unknown_instance_key"
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(8)}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseSpec:
+    """What an operator decides when creating a lease."""
+
+    lease_id: str
+    bundle_id: str
+    unit: ledger.Unit
+    budget: int
+    slice_size: int
+    heartbeat_ttl: timedelta
+    hard_expiry: timedelta
+    ends_at: datetime
+    policy: dict[str, Any]
+    overseers: tuple[str, ...] = ()
+    auto_approve_per_day: int | None = None
+
+
+class ControlPlane:
+    """The custodian's operations over one database, with its signing key and key store."""
+
+    def __init__(self, engine: Engine, *, signer: SigningKey, keys: KeyStore) -> None:
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._signer = signer
+        self._keys = keys
+        self.actor = fingerprint(signer.public_bytes())
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _locked_lease(session: Session, lease_id: str) -> LeaseRow:
+        row = session.execute(
+            select(LeaseRow).where(LeaseRow.id == lease_id).with_for_update()
+        ).scalar_one_or_none()
+        if row is None:
+            raise UnknownLeaseError(f"no lease {lease_id!r}")
+        return row
+
+    def _sign_grant(self, lease: LeaseRow, grant: ledger.Grant, now: datetime) -> SignedDocument:
+        hard_expiry_at = grant.valid_until + timedelta(seconds=lease.hard_expiry_s)
+        message = Grant(
+            lease_id=lease.id,
+            instance_id=grant.instance_id,
+            bundle_id=lease.bundle_id,
+            seq=grant.seq,
+            allowance=grant.allowance,
+            unit=grant.unit.value,
+            issued_at=format_timestamp(now),
+            valid_until=format_timestamp(grant.valid_until),
+            hard_expiry_at=format_timestamp(hard_expiry_at),
+        )
+        return sign_message(message, signer=self._signer)
+
+    def _orders_for(
+        self, session: Session, lease_id: str, instance_id: str
+    ) -> list[SignedDocument]:
+        rows = session.scalars(
+            select(OrderRow).where(OrderRow.lease_id == lease_id).order_by(OrderRow.seq)
+        )
+        return [
+            SignedDocument.from_json(r.signed_json.encode())
+            for r in rows
+            if r.instance_id in (None, instance_id)
+        ]
+
+    # ------------------------------------------------------------------ leases
+    def create_lease(self, spec: LeaseSpec, *, now: datetime, actor: str | None = None) -> None:
+        """Open a lease on a sealed bundle whose data key this custodian holds."""
+        policy = policy_from_mapping(spec.policy)
+        self._keys.get(spec.bundle_id)  # refuses a bundle this custodian cannot release
+        terms = ledger.LeaseTerms(
+            unit=spec.unit,
+            slice_size=spec.slice_size,
+            heartbeat_ttl=spec.heartbeat_ttl,
+            hard_expiry=spec.hard_expiry,
+            ends_at=spec.ends_at,
+        )
+        state = ledger.open_lease(lease_id=spec.lease_id, terms=terms, budget=spec.budget)
+        with self._sessions.begin() as session:
+            if session.get(LeaseRow, spec.lease_id) is not None:
+                raise InvalidInputError(f"lease {spec.lease_id!r} already exists")
+            row = LeaseRow(
+                id=spec.lease_id,
+                bundle_id=spec.bundle_id,
+                unit=spec.unit.value,
+                slice_size=spec.slice_size,
+                heartbeat_ttl_s=int(spec.heartbeat_ttl.total_seconds()),
+                hard_expiry_s=int(spec.hard_expiry.total_seconds()),
+                ends_at=spec.ends_at,
+                policy_json=policy.model_dump_json(),
+                overseers_json=json.dumps(list(spec.overseers)),
+                auto_approve_per_day=spec.auto_approve_per_day,
+                created_at=now,
+                budget=0,
+                paused=False,
+                killed=False,
+                committed=0,
+                settled=0,
+                active_usage=0,
+            )
+            store_lease(row, state)
+            session.add(row)
+            audit.append(
+                session,
+                kind="lease_created",
+                actor=actor or self.actor,
+                lease_id=spec.lease_id,
+                detail={
+                    "bundle_id": spec.bundle_id,
+                    "budget": str(spec.budget),
+                    "unit": spec.unit.value,
+                    "ends_at": format_timestamp(spec.ends_at),
+                },
+                now=now,
+            )
+
+    # ------------------------------------------------------------------ enrolment
+    def issue_nonce(self, lease_id: str, *, now: datetime) -> NonceResponse:
+        """A fresh single-use nonce for one enrolment on ``lease_id``."""
+        with self._sessions.begin() as session:
+            lease = self._locked_lease(session, lease_id)
+            if lease.killed:
+                raise ledger.LeaseKilledError(f"lease {lease_id!r} has been killed")
+            value = os.urandom(NONCE_SIZE).hex()
+            session.add(
+                NonceRow(
+                    value=value,
+                    lease_id=lease_id,
+                    issued_at=now,
+                    expires_at=now + NONCE_TTL,
+                    used_at=None,
+                )
+            )
+        return NonceResponse(nonce=value, expires_at=format_timestamp(now + NONCE_TTL))
+
+    def enrol(self, request: EnrolRequest, *, now: datetime) -> EnrolResponse:
+        """Appraise, record the instance, grant its first slice and release the data key."""
+        try:
+            with self._sessions.begin() as session:
+                return self._enrol(session, request, now)
+        except InvalidInputError as exc:
+            self._record_refusal(request, exc, now)
+            raise
+
+    def _enrol(self, session: Session, request: EnrolRequest, now: datetime) -> EnrolResponse:
+        lease = self._locked_lease(session, request.lease_id)
+        nonce = session.get(NonceRow, request.nonce, with_for_update=True)
+        if (
+            nonce is None
+            or nonce.lease_id != lease.id
+            or nonce.used_at is not None
+            or now >= nonce.expires_at
+        ):
+            raise NonceRefusedError("the nonce is unknown, already used or expired")
+        nonce.used_at = now
+        evidence = Evidence.from_json(request.evidence_json())
+        result = appraise(
+            evidence,
+            policy=policy_from_mapping(json.loads(lease.policy_json)),
+            expected_nonce=Nonce(bytes.fromhex(request.nonce)),
+            now=now,
+        )
+        instance_id = _new_id("inst")
+        enrolment = ledger.enrol(lease_state(lease), instance_id=instance_id, now=now)
+        wrapped = release_data_key(
+            appraisal=result,
+            data_key=self._keys.get(lease.bundle_id),
+            bundle_id=lease.bundle_id,
+            instance_id=instance_id,
+            lease_id=lease.id,
+        )
+        signed_grant = self._sign_grant(lease, enrolment.grant, now)
+        row = InstanceRow(
+            id=instance_id,
+            lease_id=lease.id,
+            tee=result.tee.value,
+            insecure=result.insecure,
+            measurements_json=json.dumps(dict(result.measurements), sort_keys=True),
+            kem_key=result.kem_key.hex(),
+            signing_key=result.signing_key.hex(),
+            signing_key_id=fingerprint(result.signing_key),
+            last_report_seq=0,
+            last_report_digest=GENESIS_REPORT_SHA256,
+            enrolled_at=now,
+            status="",
+            allowance=0,
+            usage=0,
+            grant_seq=0,
+            valid_until=now,
+            paused=False,
+            ended_at=None,
+        )
+        store_instance(row, enrolment.instance)
+        session.add(row)
+        store_lease(lease, enrolment.lease)
+        session.flush()
+        session.add(
+            GrantRow(
+                instance_id=instance_id,
+                seq=enrolment.grant.seq,
+                signed_json=signed_grant.to_json().decode(),
+                issued_at=now,
+            )
+        )
+        audit.append(
+            session,
+            kind="enrolment_accepted",
+            actor=self.actor,
+            lease_id=lease.id,
+            detail={
+                "instance_id": instance_id,
+                "tee": result.tee.value,
+                "insecure": result.insecure,
+                "measurements": {k: str(v) for k, v in result.measurements.items()},
+            },
+            now=now,
+        )
+        audit.append(
+            session,
+            kind="grant",
+            actor=self.actor,
+            lease_id=lease.id,
+            detail={
+                "instance_id": instance_id,
+                "seq": enrolment.grant.seq,
+                "allowance": str(enrolment.grant.allowance),
+            },
+            now=now,
+        )
+        return EnrolResponse(
+            instance_id=instance_id,
+            grant=signed_grant,
+            wrapped_data_key=wrapped.sealed,
+            hpke_info=wrapped.info,
+        )
+
+    def _record_refusal(self, request: EnrolRequest, exc: InvalidInputError, now: datetime) -> None:
+        """Audit a refused enrolment and burn its nonce, in a transaction of their own."""
+        step = exc.step if isinstance(exc, AttestationError) else None
+        with self._sessions.begin() as session:
+            if session.get(LeaseRow, request.lease_id) is None:
+                return
+            nonce = session.get(NonceRow, request.nonce)
+            if nonce is not None and nonce.lease_id == request.lease_id and nonce.used_at is None:
+                nonce.used_at = now
+            audit.append(
+                session,
+                kind="enrolment_refused",
+                actor=self.actor,
+                lease_id=request.lease_id,
+                detail={"reason": exc.reason, "step": step},
+                now=now,
+            )
+
+    # ------------------------------------------------------------------ renewal
+    def renew(self, signed: SignedDocument, *, now: datetime) -> RenewResponse:
+        """Verify and store a usage report, then answer with a grant and the orders."""
+        with self._sessions.begin() as session:
+            instance = session.scalars(
+                select(InstanceRow).where(InstanceRow.signing_key_id == signed.key_id)
+            ).one_or_none()
+            if instance is None:
+                raise UnknownReporterError("the report is signed by no enrolled instance's key")
+            lease = self._locked_lease(session, instance.lease_id)
+            session.refresh(instance, with_for_update=True)
+            report = verify_report(
+                signed,
+                instance_key=InstanceSigningKey(bytes.fromhex(instance.signing_key)),
+                lease_id=lease.id,
+                instance_id=instance.id,
+            )
+            previous = session.get(ReportRow, (instance.id, instance.last_report_seq))
+            previous_signed = (
+                SignedDocument.from_json(previous.signed_json.encode()) if previous else None
+            )
+            previous_report = (
+                UsageReport.model_validate_json(previous_signed.payload)
+                if previous_signed
+                else None
+            )
+            try:
+                check_report_chain(previous_signed, previous_report, signed, report)
+            except DuplicateReportError:
+                assert previous is not None
+                return RenewResponse.model_validate_json(previous.response_json)
+            response = self._answer(session, lease, instance, report, now)
+            session.add(
+                ReportRow(
+                    instance_id=instance.id,
+                    seq=report.seq,
+                    digest=signed.digest(),
+                    signed_json=signed.to_json().decode(),
+                    response_json=response.model_dump_json(),
+                    received_at=now,
+                )
+            )
+            instance.last_report_seq = report.seq
+            instance.last_report_digest = signed.digest()
+            audit.append(
+                session,
+                kind="usage_report",
+                actor=instance.signing_key_id,
+                lease_id=lease.id,
+                detail={
+                    "instance_id": instance.id,
+                    "seq": report.seq,
+                    "counters": report.counters.model_dump(mode="json"),
+                },
+                now=now,
+            )
+            return response
+
+    def _answer(
+        self,
+        session: Session,
+        lease: LeaseRow,
+        instance: InstanceRow,
+        report: UsageReport,
+        now: datetime,
+    ) -> RenewResponse:
+        orders = self._orders_for(session, lease.id, instance.id)
+        if lease.killed or instance.status != ledger.InstanceStatus.ACTIVE:
+            return RenewResponse(withheld="instance_ended", orders=orders)
+        usage = _usage_in_units(ledger.Unit(lease.unit), report)
+        renewal = ledger.renew(lease_state(lease), instance_state(instance), usage=usage, now=now)
+        store_lease(lease, renewal.lease)
+        store_instance(instance, renewal.instance)
+        if renewal.grant is None:
+            withheld = renewal.withheld.value if renewal.withheld else None
+            return RenewResponse(withheld=withheld, orders=orders)  # type: ignore[arg-type]
+        signed_grant = self._sign_grant(lease, renewal.grant, now)
+        session.add(
+            GrantRow(
+                instance_id=instance.id,
+                seq=renewal.grant.seq,
+                signed_json=signed_grant.to_json().decode(),
+                issued_at=now,
+            )
+        )
+        audit.append(
+            session,
+            kind="grant",
+            actor=self.actor,
+            lease_id=lease.id,
+            detail={
+                "instance_id": instance.id,
+                "seq": renewal.grant.seq,
+                "allowance": str(renewal.grant.allowance),
+            },
+            now=now,
+        )
+        return RenewResponse(grant=signed_grant, orders=orders)
+
+    # ------------------------------------------------------------------ orders
+    def order(
+        self,
+        *,
+        lease_id: str,
+        kind: str,
+        instance_id: str | None,
+        reason: str,
+        now: datetime,
+        actor: str | None = None,
+    ) -> SignedDocument:
+        """Sign, apply and record a kill, pause or resume order for a lease or one instance."""
+        with self._sessions.begin() as session:
+            lease = self._locked_lease(session, lease_id)
+            seq = 1 + len(
+                session.scalars(select(OrderRow.id).where(OrderRow.lease_id == lease_id)).all()
+            )
+            order = Order(
+                order_id=_new_id("order"),
+                lease_id=lease_id,
+                seq=seq,
+                kind=kind,  # type: ignore[arg-type]
+                scope="instance" if instance_id else "lease",
+                instance_id=instance_id,
+                reason=reason,
+                issued_at=format_timestamp(now),
+            )
+            self._apply_order(session, lease, order, now)
+            signed = sign_message(order, signer=self._signer)
+            session.add(
+                OrderRow(
+                    id=order.order_id,
+                    lease_id=lease_id,
+                    seq=seq,
+                    instance_id=instance_id,
+                    kind=kind,
+                    signed_json=signed.to_json().decode(),
+                    issued_at=now,
+                )
+            )
+            audit.append(
+                session,
+                kind=f"order_{kind}",
+                actor=actor or self.actor,
+                lease_id=lease_id,
+                detail={"order_id": order.order_id, "instance_id": instance_id, "reason": reason},
+                now=now,
+            )
+            return signed
+
+    def _apply_order(self, session: Session, lease: LeaseRow, order: Order, now: datetime) -> None:
+        state = lease_state(lease)
+        if order.instance_id is None:
+            rows = list(
+                session.scalars(
+                    select(InstanceRow).where(
+                        InstanceRow.lease_id == lease.id,
+                        InstanceRow.status == ledger.InstanceStatus.ACTIVE.value,
+                    )
+                )
+            )
+            if order.kind == "kill":
+                closure = ledger.kill_lease(state, [instance_state(r) for r in rows], now=now)
+                _store_closure(lease, rows, closure)
+            else:
+                store_lease(lease, ledger.set_lease_paused(state, paused=order.kind == "pause"))
+            return
+        row = session.get(InstanceRow, order.instance_id, with_for_update=True)
+        if row is None or row.lease_id != lease.id:
+            raise ledger.UnknownInstanceError(f"no instance {order.instance_id!r} on this lease")
+        if order.kind == "kill":
+            _store_closure(lease, [row], ledger.kill_instance(state, instance_state(row), now=now))
+        else:
+            paused = ledger.set_instance_paused(
+                state, instance_state(row), paused=order.kind == "pause"
+            )
+            store_instance(row, paused)
+
+    # ------------------------------------------------------------------ budget
+    def extend(self, lease_id: str, *, units: int, now: datetime, actor: str | None = None) -> None:
+        """Raise a lease's budget (operator decision, or an approved extension request)."""
+        with self._sessions.begin() as session:
+            lease = self._locked_lease(session, lease_id)
+            store_lease(lease, ledger.extend(lease_state(lease), units=units, now=now))
+            audit.append(
+                session,
+                kind="lease_extended",
+                actor=actor or self.actor,
+                lease_id=lease_id,
+                detail={"units": str(units)},
+                now=now,
+            )
+
+    def request_extension(self, request: ExtensionRequest, *, now: datetime, actor: str) -> str:
+        """Record a request for more budget; returns its id."""
+        with self._sessions.begin() as session:
+            self._locked_lease(session, request.lease_id)
+            request_id = _new_id("ext")
+            session.add(
+                ExtensionRequestRow(
+                    id=request_id,
+                    lease_id=request.lease_id,
+                    instance_id=request.instance_id,
+                    units=request.units,
+                    reason=request.reason,
+                    status="pending",
+                    requested_at=now,
+                    decided_at=None,
+                    decided_by=None,
+                )
+            )
+            audit.append(
+                session,
+                kind="extension_requested",
+                actor=actor,
+                lease_id=request.lease_id,
+                detail={"request_id": request_id, "units": str(request.units)},
+                now=now,
+            )
+            return request_id
+
+    def decide_extension(
+        self, request_id: str, *, approve: bool, now: datetime, actor: str | None = None
+    ) -> None:
+        """Approve (and apply) or deny a pending extension request."""
+        with self._sessions.begin() as session:
+            row = session.get(ExtensionRequestRow, request_id, with_for_update=True)
+            if row is None or row.status != "pending":
+                raise InvalidInputError(f"no pending extension request {request_id!r}")
+            lease = self._locked_lease(session, row.lease_id)
+            if approve:
+                store_lease(lease, ledger.extend(lease_state(lease), units=row.units, now=now))
+            row.status = "approved" if approve else "denied"
+            row.decided_at = now
+            row.decided_by = actor or self.actor
+            audit.append(
+                session,
+                kind=f"extension_{row.status}",
+                actor=row.decided_by,
+                lease_id=row.lease_id,
+                detail={"request_id": request_id, "units": str(row.units)},
+                now=now,
+            )
+
+    def expire(self, *, now: datetime) -> int:
+        """The dead man's switch on the custodian side: close silent instances. Returns count."""
+        closed = 0
+        with self._sessions.begin() as session:
+            lease_ids = list(session.scalars(select(LeaseRow.id)))
+        for lease_id in lease_ids:
+            with self._sessions.begin() as session:
+                lease = self._locked_lease(session, lease_id)
+                rows = list(
+                    session.scalars(
+                        select(InstanceRow).where(
+                            InstanceRow.lease_id == lease_id,
+                            InstanceRow.status == ledger.InstanceStatus.ACTIVE.value,
+                        )
+                    )
+                )
+                closure = ledger.expire(
+                    lease_state(lease), [instance_state(r) for r in rows], now=now
+                )
+                _store_closure(lease, rows, closure)
+                for ended in closure.ended:
+                    audit.append(
+                        session,
+                        kind="instance_expired",
+                        actor=self.actor,
+                        lease_id=lease_id,
+                        detail={"instance_id": ended.instance_id},
+                        now=now,
+                    )
+                closed += len(closure.ended)
+        return closed
+
+    # ------------------------------------------------------------------ admin API: reads
+    def authenticate(self, bearer: str | None, *, now: datetime) -> auth.Principal:
+        """The principal holding the bearer token, or :class:`auth.AuthenticationError`."""
+        with self._sessions() as session:
+            return auth.authenticate(session, bearer, now=now)
+
+    def lease_exists(self, lease_id: str) -> bool:
+        with self._sessions() as session:
+            return session.get(LeaseRow, lease_id) is not None
+
+    def list_leases(self, *, only: str | None, after: str | None, limit: int) -> list[LeaseRow]:
+        """Leases in id order: all of them, or ``only`` that one; keyset-paged by ``after``."""
+        query = select(LeaseRow).order_by(LeaseRow.id).limit(limit)
+        if only is not None:
+            query = query.where(LeaseRow.id == only)
+        if after is not None:
+            query = query.where(LeaseRow.id > after)
+        with self._sessions() as session:
+            return list(session.scalars(query))
+
+    def lease_status(self, lease_id: str) -> tuple[LeaseRow, list[InstanceRow]]:
+        """A lease and all its instances, read under a share lock (one consistent state)."""
+        with self._sessions.begin() as session:
+            lease = self._shared_lease(session, lease_id)
+            instances = session.scalars(
+                select(InstanceRow)
+                .where(InstanceRow.lease_id == lease_id)
+                .order_by(InstanceRow.enrolled_at, InstanceRow.id)
+            )
+            return lease, list(instances)
+
+    def usage(self, lease_id: str) -> tuple[LeaseRow, list[tuple[InstanceRow, ReportRow | None]]]:
+        """A lease, its instances and each one's last accepted usage report (if any)."""
+        with self._sessions.begin() as session:
+            lease = self._shared_lease(session, lease_id)
+            rows = session.execute(
+                select(InstanceRow, ReportRow)
+                .outerjoin(
+                    ReportRow,
+                    (ReportRow.instance_id == InstanceRow.id)
+                    & (ReportRow.seq == InstanceRow.last_report_seq),
+                )
+                .where(InstanceRow.lease_id == lease_id)
+                .order_by(InstanceRow.enrolled_at, InstanceRow.id)
+            )
+            return lease, [(instance, report) for instance, report in rows]
+
+    def extension_request(self, request_id: str) -> ExtensionRequestRow | None:
+        with self._sessions() as session:
+            return session.get(ExtensionRequestRow, request_id)
+
+    def audit_lines(self, *, lease_id: str | None) -> Iterator[str]:
+        """The exported audit log (see :mod:`.audit`); with ``lease_id``, only its entries.
+
+        A filtered export is not a chain: it cannot pass ``audit verify``.
+        """
+        engine: Engine = self._sessions.kw["bind"]
+        for entry in audit.export_entries(engine):
+            if lease_id is None or entry.lease_id == lease_id:
+                yield entry.to_line()
+
+    @staticmethod
+    def _shared_lease(session: Session, lease_id: str) -> LeaseRow:
+        row = session.execute(
+            select(LeaseRow).where(LeaseRow.id == lease_id).with_for_update(read=True)
+        ).scalar_one_or_none()
+        if row is None:
+            raise UnknownLeaseError(f"no lease {lease_id!r}")
+        return row
+
+    # ------------------------------------------------------------------ admin API: tokens
+    def create_token(
+        self, *, role: auth.Role, lease_id: str | None, now: datetime, actor: str | None = None
+    ) -> tuple[str, TokenRow]:
+        """A new bearer token (returned once, stored hashed), audited in the same transaction."""
+        with self._sessions.begin() as session:
+            token, row = auth.create_token(session, role=role, lease_id=lease_id, now=now)
+            audit.append(
+                session,
+                kind="token_created",
+                actor=actor or self.actor,
+                lease_id=lease_id,
+                detail={"token_id": row.id, "role": row.role},  # never the token itself
+                now=now,
+            )
+            return token, row
+
+    def revoke_token(self, token_id: str, *, now: datetime, actor: str | None = None) -> TokenRow:
+        """Revoke a token for good; the first revocation is audited in its transaction."""
+        with self._sessions.begin() as session:
+            known = session.get(TokenRow, token_id, with_for_update=True)
+            first = known is not None and known.revoked_at is None
+            row = auth.revoke_token(session, token_id, now=now)
+            if first:
+                audit.append(
+                    session,
+                    kind="token_revoked",
+                    actor=actor or self.actor,
+                    lease_id=row.lease_id,
+                    detail={"token_id": row.id, "role": row.role},
+                    now=now,
+                )
+            return row
+
+
+def _store_closure(lease: LeaseRow, rows: list[InstanceRow], closure: ledger.Closure) -> None:
+    store_lease(lease, closure.lease)
+    by_id = {r.id: r for r in rows}
+    for ended in closure.ended:
+        store_instance(by_id[ended.instance_id], ended)
+
+
+def _usage_in_units(unit: ledger.Unit, report: UsageReport) -> int:
+    """The report's cumulative usage in the lease's unit."""
+    c = report.counters
+    if unit is ledger.Unit.REQUESTS:
+        return c.requests
+    if unit is ledger.Unit.TOKENS:
+        return c.prompt_tokens + c.completion_tokens
+    return c.estimated_flops

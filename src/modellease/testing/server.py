@@ -1,0 +1,45 @@
+"""Run an ASGI app with uvicorn on a free loopback port in a background thread.
+
+Used by the integration tests and the demo to talk to the real custodian server over real
+HTTP without a second process. Startup is awaited; shutdown is graceful.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+
+STARTUP_TIMEOUT_S = 10.0
+STARTUP_POLL_S = 0.01
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:  # noqa: ANN401 - any ASGI application
+    """Serve ``app`` on ``http://127.0.0.1:<port>`` until the block ends; yield the URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="modellease-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(STARTUP_POLL_S)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=STARTUP_TIMEOUT_S)

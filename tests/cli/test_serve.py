@@ -1,0 +1,54 @@
+"""``modellease custodian serve`` starts the real service; a node talks to it over HTTP."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner
+
+from modellease.cli import app
+from modellease.testing.server import free_port
+
+STARTUP_TIMEOUT_S = 30.0
+
+
+def test_serve_answers_health_and_prints_one_operator_token(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert CliRunner().invoke(app, ["custodian", "init", "--home", str(home)]).exit_code == 0
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "modellease.cli",
+        "custodian",
+        "serve",
+        "--home",
+        str(home),
+        "--port",
+        str(port),
+    ]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                assert time.monotonic() < deadline, "the service did not start"
+                time.sleep(0.1)
+        assert health.json() == {"status": "ok"}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=30)
+    assert server.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
+    assert "Finished server process" in stderr  # after a graceful shutdown
+    assert stderr.count("mlt_") == 1  # the first operator token, shown exactly once
+    assert (home / "custodian.sqlite3").exists()
+    assert (home / "custodian.sqlite3").stat().st_size > 0
