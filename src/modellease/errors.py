@@ -29,7 +29,11 @@ and a one-line message. Bugs in the caller raise ``TypeError``/``ValueError``/
     │   ├── custodian.ledger.LedgerError            budget refusals (usage, budget, lease state)
     │   ├── protocol.signed.SignedDocumentError     wrong payload type, signer, signature, format
     │   ├── protocol.messages.ReportChainError      report gap/replay/rollback, fork, counters down
-    │   └── custodian.key_release.KeyUnwrapError    a wrapped data key does not open
+    │   ├── custodian.key_release.KeyUnwrapError    a wrapped data key does not open
+    │   ├── custodian.audit.AuditChainError         an exported audit log is broken (which entry)
+    │   ├── custodian.auth.AuthenticationError      no valid bearer token (HTTP 401)
+    │   ├── custodian.auth.PermissionDeniedError    the role may not do this (HTTP 403)
+    │   └── custodian.service.NonceRefusedError, UnknownLeaseError, UnknownReporterError
     ├── StateError                      local state forbids the operation; CLI exit 1
     │   ├── HomeExistsError
     │   ├── HomeNotFoundError

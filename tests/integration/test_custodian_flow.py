@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session
 
 from modellease._hazmat import KemPrivateKey, SigningKey
 from modellease.custodian.key_release import KeyUnwrapError, unwrap_data_key
+from modellease.custodian.service import within_auto_approval
 from modellease.custodian.store import InstanceRow, LeaseRow, NonceRow, connect
 from modellease.keys import CustodianPublicKey
-from modellease.protocol import EnrolResponse, SignedDocument
+from modellease.protocol import EnrolResponse, ExtensionRequest, SignedDocument, format_timestamp
 from modellease.protocol.signed import UnknownSignerError
 from modellease.testing.node import NodeRefused, SimulatedNode
 from tests.integration.custodian_server import (
@@ -321,3 +322,30 @@ def test_dead_mans_switch_closes_a_silent_instance(custodian: Custodian) -> None
     state = snapshot(custodian)
     assert state[1] == 10  # committed: the whole first slice counts as consumed
     assert state[2] == 10  # settled
+
+
+def test_auto_approval_rule_approves_up_to_its_daily_limit(custodian: Custodian) -> None:
+    c = custodian
+    c.plane.create_lease(lease_spec("lease-auto", auto_approve_per_day=30), now=c.clock())
+    ask = ExtensionRequest(
+        lease_id="lease-auto",
+        requester="borrower",
+        units=20,
+        reason="more traffic",
+        requested_at=format_timestamp(c.clock()),
+    )
+    first = c.plane.request_extension(ask, now=c.clock(), actor="borrower:test")
+    second = c.plane.request_extension(ask, now=c.clock(), actor="borrower:test")
+    assert c.plane.extension_request(first).status == "approved"  # type: ignore[union-attr]
+    assert c.plane.extension_request(second).status == "pending"  # 20 + 20 > 30 a day  # type: ignore[union-attr]
+    lease, _ = c.plane.lease_status("lease-auto")
+    assert lease.budget == 120
+    c.clock.advance(timedelta(days=1, seconds=1))
+    third = c.plane.request_extension(ask, now=c.clock(), actor="borrower:test")
+    assert c.plane.extension_request(third).status == "approved"  # type: ignore[union-attr]
+
+
+def test_auto_approval_rule() -> None:
+    assert within_auto_approval(30, 0, 30)
+    assert not within_auto_approval(30, 11, 20)
+    assert not within_auto_approval(30, 0, 0)

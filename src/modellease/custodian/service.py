@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from modellease._hazmat import SigningKey
@@ -68,6 +68,8 @@ from modellease.protocol import (
 )
 from modellease.protocol.messages import GENESIS_REPORT_SHA256, DuplicateReportError
 
+AUTO_APPROVER = "auto-approval"  # decided_by of requests the lease's own rule approved
+AUTO_APPROVAL_WINDOW = timedelta(days=1)  # the rule's "per day" is a rolling 24 hours
 NONCE_TTL = timedelta(seconds=60)  # an enrolment must follow its nonce within this time
 NONCE_SIZE = 32
 
@@ -88,6 +90,11 @@ class UnknownReporterError(InvalidInputError):
     """The report is signed by a key no enrolled instance holds."""
 
     reason = "unknown_instance_key"
+
+
+def within_auto_approval(limit_per_day: int, approved_in_window: int, units: int) -> bool:
+    """The auto-approval rule: approve while the rolling day's total stays within the limit."""
+    return units > 0 and approved_in_window + units <= limit_per_day
 
 
 def _new_id(prefix: str) -> str:
@@ -564,7 +571,35 @@ class ControlPlane:
                 detail={"request_id": request_id, "units": str(request.units)},
                 now=now,
             )
+            self._auto_approve(session, request_id, now)
             return request_id
+
+    def _auto_approve(self, session: Session, request_id: str, now: datetime) -> None:
+        """Apply the lease's auto-approval rule (at most N units per rolling day), if any."""
+        row = session.get(ExtensionRequestRow, request_id)
+        assert row is not None
+        lease = self._locked_lease(session, row.lease_id)
+        if lease.auto_approve_per_day is None:
+            return
+        already = session.scalar(
+            select(func.coalesce(func.sum(ExtensionRequestRow.units), 0)).where(
+                ExtensionRequestRow.lease_id == lease.id,
+                ExtensionRequestRow.decided_by == AUTO_APPROVER,
+                ExtensionRequestRow.decided_at > now - AUTO_APPROVAL_WINDOW,
+            )
+        )
+        if not within_auto_approval(lease.auto_approve_per_day, int(already or 0), row.units):
+            return
+        store_lease(lease, ledger.extend(lease_state(lease), units=row.units, now=now))
+        row.status, row.decided_at, row.decided_by = "approved", now, AUTO_APPROVER
+        audit.append(
+            session,
+            kind="extension_approved",
+            actor=AUTO_APPROVER,
+            lease_id=lease.id,
+            detail={"request_id": request_id, "units": str(row.units), "auto": True},
+            now=now,
+        )
 
     def decide_extension(
         self, request_id: str, *, approve: bool, now: datetime, actor: str | None = None
