@@ -349,3 +349,20 @@ def test_auto_approval_rule() -> None:
     assert within_auto_approval(30, 0, 30)
     assert not within_auto_approval(30, 11, 20)
     assert not within_auto_approval(30, 0, 0)
+
+
+def test_node_signed_extension_request(custodian: Custodian) -> None:
+    n = node(custodian)
+    n.enrol()
+    request_id = n.request_extension(25, "traffic spike")
+    row = custodian.plane.extension_request(request_id)
+    assert row is not None
+    assert (row.status, row.units, row.instance_id) == ("pending", 25, n.instance_id)
+    custodian.plane.decide_extension(request_id, approve=True, now=custodian.clock())
+    lease, _ = custodian.plane.lease_status("lease-1")
+    assert lease.budget == 125
+    stranger = node(custodian)
+    stranger.instance_id = n.instance_id
+    with pytest.raises(NodeRefused) as refused:
+        stranger.request_extension(1, "not mine")
+    assert refused.value.reason == "unknown_instance_key"

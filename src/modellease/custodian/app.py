@@ -146,6 +146,12 @@ def create_app(plane: ControlPlane, *, clock: Clock | None = None) -> FastAPI:
         answer = await run_in_threadpool(plane.renew, signed, now=now())
         return Response(answer.model_dump_json(), media_type="application/json")
 
+    @app.post("/v1/extensions")
+    async def extension(request: Request) -> Response:
+        signed = SignedDocument.from_json(await _body(request))
+        request_id = await run_in_threadpool(plane.request_extension_signed, signed, now=now())
+        return JSONResponse({"request_id": request_id})
+
     @app.get("/v1/leases/{lease_id}/orders")
     async def order_stream(lease_id: str, request: Request) -> StreamingResponse:
         queue = orders.subscribe(lease_id)

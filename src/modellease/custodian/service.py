@@ -64,6 +64,7 @@ from modellease.protocol import (
     check_report_chain,
     format_timestamp,
     sign_message,
+    verify_extension_request,
     verify_report,
 )
 from modellease.protocol.messages import GENESIS_REPORT_SHA256, DuplicateReportError
@@ -573,6 +574,21 @@ class ControlPlane:
             )
             self._auto_approve(session, request_id, now)
             return request_id
+
+    def request_extension_signed(self, signed: SignedDocument, *, now: datetime) -> str:
+        """A node's own extension request, signed by its attested instance key."""
+        with self._sessions() as session:
+            instance = session.scalars(
+                select(InstanceRow).where(InstanceRow.signing_key_id == signed.key_id)
+            ).one_or_none()
+            if instance is None:
+                raise UnknownReporterError("the request is signed by no enrolled instance's key")
+            key = InstanceSigningKey(bytes.fromhex(instance.signing_key))
+            lease_id, instance_id, actor = instance.lease_id, instance.id, instance.signing_key_id
+        request = verify_extension_request(
+            signed, instance_key=key, lease_id=lease_id, instance_id=instance_id
+        )
+        return self.request_extension(request, now=now, actor=actor)
 
     def _auto_approve(self, session: Session, request_id: str, now: datetime) -> None:
         """Apply the lease's auto-approval rule (at most N units per rolling day), if any."""

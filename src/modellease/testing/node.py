@@ -9,6 +9,7 @@ must never stand in for a node in production.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -27,6 +28,7 @@ from modellease.keys import CustodianPublicKey, DataKey, InstanceKemKey, Instanc
 from modellease.protocol import (
     EnrolRequest,
     EnrolResponse,
+    ExtensionRequest,
     Grant,
     NonceResponse,
     RenewResponse,
@@ -145,6 +147,23 @@ class SimulatedNode:
         signed = sign_message(report, signer=self.signing_key)
         self.seq, self.previous_digest = report.seq, signed.digest()
         return signed.to_json()
+
+    def request_extension(self, units: int, reason: str) -> str:
+        """Ask the custodian for more budget, signed with this instance's key."""
+        if self.instance_id is None:
+            raise RuntimeError("enrol first")
+        request = ExtensionRequest(
+            lease_id=self.lease_id,
+            requester="instance",
+            instance_id=self.instance_id,
+            units=units,
+            reason=reason,
+            requested_at=format_timestamp(datetime.now(UTC)),
+        )
+        answer = json.loads(
+            self._post("/v1/extensions", sign_message(request, signer=self.signing_key).to_json())
+        )
+        return str(answer["request_id"])
 
     def renew(self, signed_report: bytes | None = None) -> RenewResponse:
         """Send a report (the next one by default); verify and keep any new grant."""

@@ -145,7 +145,7 @@ class ExtensionRequestRow(Base):
     status: Mapped[str] = mapped_column(String(16))  # pending | approved | denied
     requested_at: Mapped[datetime] = mapped_column(UtcDateTime)
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class TokenRow(Base):

@@ -71,7 +71,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("decided_by", sa.String(length=64), nullable=True),
+        sa.Column("decided_by", sa.String(length=128), nullable=True),
         sa.ForeignKeyConstraint(
             ["lease_id"],
             ["leases.id"],
