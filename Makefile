@@ -38,6 +38,8 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/bundle.py
 	$(BIN)/python bench/attestation.py
+	scripts/ensure-postgres
+	$(BIN)/python bench/custodian.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis build src/*.egg-info

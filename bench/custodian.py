@@ -1,0 +1,905 @@
+"""Benchmark: custodian renewals per second over HTTP on loopback, SQLite and PostgreSQL.
+
+For each store, a real custodian server runs in its own process (``--serve``, below: uvicorn
+over :func:`create_app` on a fresh custodian home, one lease, a dev policy admitting simulated
+evidence), so the server never shares a GIL with the load generator. ``--nodes`` simulated
+nodes (:class:`SimulatedNode`: simulated TEE, real keys, real crypto) enrol on the lease, then
+a pool of ``--concurrency`` clients renews as fast as it can: each renewal counts one more
+request used, signs the next chained usage report, POSTs it to ``/v1/renew`` and checks the
+answer (HTTP 200, and either a grant whose custodian signature verifies, or a ``withheld``
+reason); anything else stops the run with the error. A worker owns its nodes, so reports of
+one node are never sent concurrently.
+
+Baseline in the same run, against the same server process: ``GET /healthz`` under the same
+client load, i.e. the HTTP stack alone (uvicorn + FastAPI + the client). The two phases run
+interleaved in ``--rounds`` rounds (healthz then renew, then renew then healthz, ...), each
+phase ``--duration / --rounds`` seconds, after ``--warmup`` untimed seconds of each, so drift
+hits both alike. Reported: requests/s, client-side latency p50/p90/p99, the ratio renewals/s
+/ healthz req/s, and where the CPU went, in cores busy on average: the server process, the
+load generator, the PostgreSQL processes, everything else on the machine (``/proc/stat``),
+and I/O wait; inside the server, time in ``ControlPlane.renew``, in SQL statements and in the
+driver's ``COMMIT`` (the server counts them; this costs microseconds). The machine's load
+from others is sampled for 3 s before and after each store, while the benchmark is idle.
+
+The load generator shares the machine's cores with the server (and PostgreSQL): on a 2-core
+machine it takes most of one. ``--client threads`` (default) runs one ``httpx.Client``
+(keep-alive) per thread; ``--client asyncio`` one ``httpx.AsyncClient`` with
+``--concurrency`` tasks. On the 2-core VM, threads drove about 3.5 times more ``/healthz``
+requests per second than asyncio (httpx's async path costs more client CPU per request), and
+2 to 16 threads gave the same throughput, more threads only longer queues; default 8.
+
+Stores: ``sqlite`` (the store's own engine: WAL, ``synchronous=FULL``, a file in a temporary
+directory); ``postgresql`` (a throwaway cluster on loopback, durable defaults: fsync and
+synchronous_commit on); ``postgresql-nofsync`` (the same with ``fsync=off``, as the test
+suite's cluster; not durable, for reference only). PostgreSQL comes from Debian's package
+(``scripts/ensure-postgres``).
+
+Target (issue #4): >= 1,000 renewals/s on a 2-core machine (10,000 nodes at a 10 s heartbeat).
+
+Usage: ``python bench/custodian.py [--nodes 200] [--duration 20] [--rounds 4] [--warmup 2]
+[--concurrency 8] [--client threads|asyncio] [--stores sqlite,postgresql,postgresql-nofsync]``.
+Results go to ``bench/results/custodian-<YYYYMMDD>.{json,md}`` with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import pwd
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from sqlalchemy import Engine, event
+
+from modellease.attestation import runtime_measurement
+from modellease.custodian import ledger
+from modellease.custodian.app import create_app
+from modellease.custodian.home import CustodianHome
+from modellease.custodian.service import ControlPlane, LeaseSpec
+from modellease.custodian.store import connect, migrate
+from modellease.keys import CustodianPublicKey, DataKey
+from modellease.protocol import RenewResponse, SignedDocument, verify_grant
+from modellease.testing.node import DEFAULT_CONFIG, SimulatedNode
+
+HERE = Path(__file__).resolve().parent
+TARGET_PER_S = 1000.0
+BUNDLE_ID = "be" * 16
+LEASE_ID = "bench-lease"
+BUDGET = 10**15  # never the limit: a renewal uses one request, a slice is SLICE units
+SLICE = 100
+PG_USER = "postgres"
+PG_DATABASE = "modellease_bench"
+STARTUP_TIMEOUT_S = 60.0
+HTTP_TIMEOUT_S = 30.0
+JSON_HEADERS = {"content-type": "application/json"}
+STORES = ("sqlite", "postgresql", "postgresql-nofsync")
+MIB = 1024 * 1024
+
+
+class BenchError(SystemExit):
+    """A request got an answer the benchmark does not accept: stop with this message."""
+
+
+# ================================================================== the server (--serve)
+@dataclass
+class Meter:
+    """Counters kept inside the server process, read through ``GET /bench/stats``."""
+
+    renew_calls: int = 0
+    renew_s: float = 0.0
+    statements: int = 0
+    sql_s: float = 0.0
+    commits: int = 0
+    commit_s: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)  # handlers may run in threads
+
+    def snapshot(self) -> dict[str, float]:
+        cpu = os.times()
+        with self.lock:
+            return {
+                "cpu_s": cpu.user + cpu.system,
+                "renew_calls": self.renew_calls,
+                "renew_s": self.renew_s,
+                "statements": self.statements,
+                "sql_s": self.sql_s,
+                "commits": self.commits,
+                "commit_s": self.commit_s,
+            }
+
+
+@dataclass
+class BenchNode(SimulatedNode):
+    """A simulated node whose measurement is computed once, by the parent, for the whole run.
+
+    ``runtime_measurement`` hashes every source file of the package: recomputed at each
+    enrolment it costs the client time, and it changes if someone edits a source file
+    during the run, which the policy (fixed at server start) would then refuse.
+    """
+
+    fixed_measurement: bytes = b""
+
+    @property
+    def measurement(self) -> bytes:
+        return self.fixed_measurement
+
+
+def bench_lease(measurement: bytes) -> LeaseSpec:
+    return LeaseSpec(
+        lease_id=LEASE_ID,
+        bundle_id=BUNDLE_ID,
+        unit=ledger.Unit.REQUESTS,
+        budget=BUDGET,
+        slice_size=SLICE,
+        heartbeat_ttl=timedelta(hours=1),  # no instance lapses during a run
+        hard_expiry=timedelta(hours=1),
+        ends_at=datetime(2099, 1, 1, tzinfo=UTC),
+        policy={
+            "allowed_tees": ["simulated"],
+            "unsafe_allow_simulated": True,
+            "simulated": {"measurement": [measurement.hex()]},
+        },
+    )
+
+
+def instrument(engine: Engine, meter: Meter) -> None:
+    """Time every SQL statement and every COMMIT (the driver's, i.e. the fsync)."""
+    started: dict[int, float] = {}
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before(_conn: Any, cursor: Any, *_args: Any) -> None:
+        started[id(cursor)] = time.perf_counter()
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _after(_conn: Any, cursor: Any, *_args: Any) -> None:
+        elapsed = time.perf_counter() - started.pop(id(cursor), time.perf_counter())
+        with meter.lock:
+            meter.sql_s += elapsed
+            meter.statements += 1
+
+    commit = engine.dialect.do_commit
+
+    def timed_commit(dbapi_connection: Any) -> None:
+        start = time.perf_counter()
+        try:
+            commit(dbapi_connection)
+        finally:
+            elapsed = time.perf_counter() - start
+            with meter.lock:
+                meter.commit_s += elapsed
+                meter.commits += 1
+
+    engine.dialect.do_commit = timed_commit  # type: ignore[method-assign]
+
+
+def serve(db_url: str, port: int, home_dir: Path, measurement: bytes) -> None:
+    """The custodian server for one run: fresh home, one lease, uvicorn on loopback."""
+    home = CustodianHome.init(home_dir)
+    unlocked = home.unlock()
+    unlocked.keys.put(BUNDLE_ID, DataKey(os.urandom(32)))
+    engine = connect(db_url)
+    migrate(engine)
+    meter = Meter()
+    instrument(engine, meter)
+
+    class MeteredPlane(ControlPlane):
+        def renew(self, signed: SignedDocument, *, now: datetime) -> RenewResponse:
+            start = time.perf_counter()
+            try:
+                return super().renew(signed, now=now)
+            finally:
+                elapsed = time.perf_counter() - start
+                with meter.lock:
+                    meter.renew_s += elapsed
+                    meter.renew_calls += 1
+
+    plane = MeteredPlane(engine, signer=unlocked.signer, keys=unlocked.keys)
+    plane.create_lease(bench_lease(measurement), now=datetime.now(UTC))
+    app = create_app(plane)
+
+    @app.get("/bench/stats")
+    async def stats() -> dict[str, float]:
+        return meter.snapshot()
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    config.load()  # resolve loop and protocol choices, to report them
+    ready = {
+        "ready": True,
+        "pid": os.getpid(),
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        "http": getattr(config.http_protocol_class, "__name__", str(config.http)),
+    }
+    print(json.dumps(ready), flush=True)
+    server.run()
+    engine.dispose()
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    info: dict[str, Any]
+    custodian_key: CustodianPublicKey
+    log: Path
+
+    def stats(self, client: httpx.Client) -> dict[str, float]:
+        return dict(client.get(f"{self.url}/bench/stats").json())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_server(db_url: str, workdir: Path, measurement: bytes) -> Iterator[Server]:
+    """``python bench/custodian.py --serve ...`` in its own process; stopped with SIGINT."""
+    port, home, log = free_port(), workdir / "home", workdir / "server.log"
+    command = [sys.executable, str(Path(__file__).resolve()), "--serve"]
+    command += ["--db", db_url, "--port", str(port), "--home", str(home)]
+    command += ["--measurement", measurement.hex()]
+    with log.open("wb") as err:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # the server prints one line when it is about to listen
+        if not line:
+            raise BenchError(f"the server did not start:\n{log.read_text()[-4000:]}")
+        info = json.loads(line)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1.0).status_code == httpx.codes.OK:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise BenchError(f"the server did not answer:\n{log.read_text()[-4000:]}")
+            time.sleep(0.05)
+        key = CustodianPublicKey(CustodianHome.load(home).public_key)
+        yield Server(url=url, process=process, info=info, custodian_key=key, log=log)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+# ================================================================== PostgreSQL
+def pg_bindir() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        raise BenchError("PostgreSQL is not installed: run scripts/ensure-postgres")
+    return found[-1].parent
+
+
+def _as_postgres(args: list[str]) -> None:
+    prefix = ["runuser", "-u", PG_USER, "--"] if os.geteuid() == 0 else []
+    subprocess.run([*prefix, *args], check=True, capture_output=True, text=True)
+
+
+@contextmanager
+def postgres_cluster(workdir: Path, *, fsync: bool) -> Iterator[tuple[str, Path]]:
+    """A throwaway cluster on loopback (as ``tests/pgcluster.py``, but fsync on by default)."""
+    bindir, root = pg_bindir(), workdir / "pg"
+    root.mkdir()
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam(PG_USER)
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+    data, port = root / "data", free_port()
+    _as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", PG_USER, "-A", "trust"])
+    options = (
+        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} "
+        f"-c fsync={'on' if fsync else 'off'}"
+    )
+    pg_ctl = str(bindir / "pg_ctl")
+    _as_postgres([pg_ctl, "-D", str(data), "-o", options, "-w", "-l", str(root / "log"), "start"])
+    try:
+        createdb = [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", PG_USER]
+        _as_postgres([*createdb, PG_DATABASE])
+        yield f"postgresql+psycopg://{PG_USER}@127.0.0.1:{port}/{PG_DATABASE}", data
+    finally:
+        _as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"])
+
+
+def pg_version() -> str:
+    try:
+        out = subprocess.run(
+            [str(pg_bindir() / "postgres"), "--version"],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+    except (BenchError, OSError):
+        return "not installed"
+    found = re.search(r"\d+(\.\d+)+", out.stdout)
+    return found[0] if found else out.stdout.strip()
+
+
+def code_version() -> dict[str, object]:
+    """The commit, and how many files under src/ differ from it (read-only git)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=HERE.parent, check=False, capture_output=True, text=True
+        )
+        return done.stdout.strip()
+
+    changed = [line for line in git("status", "--porcelain", "--", "src").splitlines() if line]
+    return {"commit": git("rev-parse", "--short=12", "HEAD"), "uncommitted_src_files": len(changed)}
+
+
+# ================================================================== load
+@dataclass
+class Tally:
+    """What one phase (or several rounds of it) measured."""
+
+    latencies_ns: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    grants: int = 0
+    withheld: int = 0
+    client_cpu_s: float = 0.0
+    system: dict[str, float] = field(default_factory=dict)  # /proc/stat deltas, seconds
+    server: dict[str, float] = field(default_factory=dict)  # /bench/stats deltas
+
+    def add(self, other: Tally) -> None:
+        self.latencies_ns += other.latencies_ns
+        self.seconds += other.seconds
+        self.grants += other.grants
+        self.withheld += other.withheld
+        self.client_cpu_s += other.client_cpu_s
+        for mine, theirs in ((self.system, other.system), (self.server, other.server)):
+            for key, value in theirs.items():
+                mine[key] = mine.get(key, 0.0) + value
+
+
+def check_renewal(node: SimulatedNode, response: httpx.Response, tally: Tally) -> None:
+    """HTTP 200 and a grant signed by the custodian for this instance, or a withheld answer."""
+    if response.status_code != httpx.codes.OK:
+        raise BenchError(
+            f"renewal of {node.instance_id} seq {node.seq}: HTTP {response.status_code} "
+            f"{response.text[:500]}"
+        )
+    answer = RenewResponse.model_validate_json(response.content)
+    if answer.grant is not None:
+        assert node.instance_id is not None
+        node.grant = verify_grant(
+            answer.grant,
+            custodian_keys=[node.custodian_key],
+            lease_id=node.lease_id,
+            instance_id=node.instance_id,
+        )
+        tally.grants += 1
+    elif answer.withheld is not None:
+        tally.withheld += 1
+    else:
+        raise BenchError(f"renewal of {node.instance_id}: neither a grant nor a withheld reason")
+
+
+def check_healthz(response: httpx.Response) -> None:
+    if response.status_code != httpx.codes.OK or response.json() != {"status": "ok"}:
+        raise BenchError(f"/healthz: HTTP {response.status_code} {response.text[:200]}")
+
+
+def next_report(node: SimulatedNode) -> bytes:
+    node.use(requests=1)  # one request served since the last heartbeat
+    return node.signed_report()
+
+
+def run_threads(
+    kind: str, clients: list[httpx.Client], shares: list[list[SimulatedNode]], seconds: float
+) -> Tally:
+    """One thread per client, each with its own keep-alive connection and its own nodes."""
+    tallies = [Tally() for _ in clients]
+    failure: list[BaseException] = []
+    stop = threading.Event()
+    barrier = threading.Barrier(len(clients) + 1)
+
+    def work(client: httpx.Client, nodes: list[SimulatedNode], tally: Tally) -> None:
+        try:
+            barrier.wait()
+            deadline = time.perf_counter() + seconds
+            i = 0
+            while not stop.is_set() and time.perf_counter() < deadline:
+                if kind == "renew":
+                    node = nodes[i % len(nodes)]
+                    i += 1
+                    report = next_report(node)
+                    start = time.perf_counter_ns()
+                    response = client.post("/v1/renew", content=report, headers=JSON_HEADERS)
+                    tally.latencies_ns.append(time.perf_counter_ns() - start)
+                    check_renewal(node, response, tally)
+                else:
+                    start = time.perf_counter_ns()
+                    response = client.get("/healthz")
+                    tally.latencies_ns.append(time.perf_counter_ns() - start)
+                    check_healthz(response)
+        except BaseException as exc:  # handed to the main thread
+            failure.append(exc)
+            stop.set()
+
+    threads = [
+        threading.Thread(target=work, args=(c, n, t), daemon=True)
+        for c, n, t in zip(clients, shares, tallies, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    total = Tally(seconds=time.perf_counter() - start)
+    if failure:
+        raise failure[0]
+    for tally in tallies:
+        total.add(tally)
+    return total
+
+
+def run_asyncio(kind: str, url: str, shares: list[list[SimulatedNode]], seconds: float) -> Tally:
+    """One event loop, one ``httpx.AsyncClient``, one task per share of the nodes."""
+
+    async def main() -> Tally:
+        limits = httpx.Limits(max_connections=len(shares), max_keepalive_connections=len(shares))
+        async with httpx.AsyncClient(base_url=url, timeout=HTTP_TIMEOUT_S, limits=limits) as client:
+            await client.get("/healthz")  # connect before the clock starts
+
+            async def work(nodes: list[SimulatedNode], tally: Tally, deadline: float) -> None:
+                i = 0
+                while time.perf_counter() < deadline:
+                    if kind == "renew":
+                        node = nodes[i % len(nodes)]
+                        i += 1
+                        report = next_report(node)
+                        start = time.perf_counter_ns()
+                        response = await client.post(
+                            "/v1/renew", content=report, headers=JSON_HEADERS
+                        )
+                        tally.latencies_ns.append(time.perf_counter_ns() - start)
+                        check_renewal(node, response, tally)
+                    else:
+                        start = time.perf_counter_ns()
+                        response = await client.get("/healthz")
+                        tally.latencies_ns.append(time.perf_counter_ns() - start)
+                        check_healthz(response)
+
+            tallies = [Tally() for _ in shares]
+            start = time.perf_counter()
+            deadline = start + seconds
+            await asyncio.gather(
+                *(work(n, t, deadline) for n, t in zip(shares, tallies, strict=True))
+            )
+            total = Tally(seconds=time.perf_counter() - start)
+            for tally in tallies:
+                total.add(tally)
+            return total
+
+    return asyncio.run(main())
+
+
+def proc_stat() -> dict[str, float]:
+    """Machine-wide CPU time so far, in seconds, from the first line of /proc/stat."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    tick = os.sysconf("SC_CLK_TCK")
+    return {
+        "busy_s": (user + nice + system + irq + softirq) / tick,
+        "iowait_s": iowait / tick,
+        "steal_s": steal / tick,
+    }
+
+
+def postgres_cpu(data: Path | None) -> float:
+    """CPU seconds used so far by our cluster's live processes: its postmaster and children.
+
+    Only ours: other PostgreSQL clusters (a test suite running beside us) count as "other".
+    """
+    if data is None:
+        return 0.0
+    postmaster = (data / "postmaster.pid").read_text().split("\n", 1)[0].strip()
+    total, tick = 0, os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if postmaster in (entry.name, fields[1]):  # itself, or a child (fields[1] is the ppid)
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def background_load(seconds: float = 3.0) -> float:
+    """Cores busy while this benchmark does nothing: other work sharing the machine."""
+    before = proc_stat()
+    time.sleep(seconds)
+    return (proc_stat()["busy_s"] - before["busy_s"]) / seconds
+
+
+def client_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {key: after[key] - before[key] for key in after}
+
+
+def measured(
+    server: Server, probe: httpx.Client, pg_data: Path | None, run: Callable[[], Tally]
+) -> Tally:
+    """Run one phase with the machine's, the client's and the server's CPU counted around it."""
+    server_before, system_before, cpu_before = server.stats(probe), proc_stat(), client_cpu()
+    pg_before = postgres_cpu(pg_data)
+    tally = run()
+    tally.client_cpu_s = client_cpu() - cpu_before
+    pg = postgres_cpu(pg_data) - pg_before
+    tally.system = delta(proc_stat(), system_before) | {"postgres_s": pg}
+    tally.server = delta(server.stats(probe), server_before)
+    return tally
+
+
+def enrol_all(server: Server, count: int, measurement: bytes) -> tuple[list[SimulatedNode], float]:
+    client = httpx.Client(base_url=server.url, timeout=HTTP_TIMEOUT_S)
+    nodes: list[SimulatedNode] = [
+        BenchNode(client, LEASE_ID, server.custodian_key, fixed_measurement=measurement)
+        for _ in range(count)
+    ]
+    start = time.perf_counter()
+    for node in nodes:
+        node.enrol()  # nonce, evidence, enrolment; verifies the grant and unwraps the data key
+    return nodes, time.perf_counter() - start
+
+
+def bench_store(
+    store: str, db_url: str, workdir: Path, args: argparse.Namespace, pg_data: Path | None = None
+) -> dict[str, Any]:
+    measurement = runtime_measurement(DEFAULT_CONFIG)  # once per store, parent and server alike
+    with running_server(db_url, workdir, measurement) as server, httpx.Client() as probe:
+        idle = background_load()
+        print(f"  {store}: background load before the run {idle:.2f} cores", flush=True)
+        nodes, enrol_s = enrol_all(server, args.nodes, measurement)
+        print(f"  {store}: {len(nodes)} nodes enrolled in {enrol_s:.1f} s", flush=True)
+        shares = [nodes[w :: args.concurrency] for w in range(args.concurrency)]
+        clients = [
+            httpx.Client(base_url=server.url, timeout=HTTP_TIMEOUT_S)
+            for _ in range(args.concurrency if args.client == "threads" else 0)
+        ]
+
+        def phase(kind: str, seconds: float) -> Tally:
+            run: Callable[[], Tally] = (
+                partial(run_threads, kind, clients, shares, seconds)
+                if args.client == "threads"
+                else partial(run_asyncio, kind, server.url, shares, seconds)
+            )
+            return measured(server, probe, pg_data, run)
+
+        try:
+            for kind in ("healthz", "renew"):
+                phase(kind, args.warmup)
+            totals = {"healthz": Tally(), "renew": Tally()}
+            per_round = args.duration / args.rounds
+            for number in range(args.rounds):
+                order = ("healthz", "renew") if number % 2 == 0 else ("renew", "healthz")
+                for kind in order:
+                    tally = phase(kind, per_round)
+                    totals[kind].add(tally)
+                    rate = len(tally.latencies_ns) / tally.seconds
+                    print(f"    round {number + 1} {kind:8} {rate:8.0f} /s", flush=True)
+        finally:
+            for client in clients:
+                client.close()
+        phases = {kind: summarise(kind, tally) for kind, tally in totals.items()}
+        renew, healthz = phases["renew"], phases["healthz"]
+        idle_after = background_load()
+        print(f"  {store}: background load after the run {idle_after:.2f} cores", flush=True)
+        return {
+            "store": store,
+            "server": server.info,
+            "background_cores": {"before": idle, "after": idle_after},
+            "source_measurement": measurement.hex()[:16],  # which package sources ran
+            "enrolment": {
+                "nodes": len(nodes),
+                "seconds": enrol_s,
+                "per_second": len(nodes) / enrol_s,
+            },
+            "phases": phases,
+            "ratio_renew_over_healthz": renew["per_second"] / healthz["per_second"],
+            "target_met": renew["per_second"] >= TARGET_PER_S,
+        }
+
+
+def summarise(kind: str, tally: Tally) -> dict[str, Any]:
+    ms = [t / 1e6 for t in tally.latencies_ns]
+    cuts = statistics.quantiles(ms, n=100, method="inclusive")
+    n, wall = len(ms), tally.seconds
+    server = tally.server
+    out: dict[str, Any] = {
+        "requests": n,
+        "seconds": wall,
+        "per_second": n / wall,
+        "p50_ms": cuts[49],
+        "p90_ms": cuts[89],
+        "p99_ms": cuts[98],
+        "max_ms": max(ms),
+        # CPU in cores busy on average over the phase (1.0 = one core all the time)
+        "cpu_cores": {
+            "server": server["cpu_s"] / wall,
+            "client": tally.client_cpu_s / wall,
+            "postgres": tally.system["postgres_s"] / wall,
+            "other": (
+                tally.system["busy_s"]
+                - server["cpu_s"]
+                - tally.client_cpu_s
+                - tally.system["postgres_s"]
+            )
+            / wall,
+            "machine": tally.system["busy_s"] / wall,
+            "iowait": tally.system["iowait_s"] / wall,
+            "steal": tally.system["steal_s"] / wall,
+        },
+        "server_cpu_us_per_request": 1e6 * server["cpu_s"] / n,
+        "client_cpu_us_per_request": 1e6 * tally.client_cpu_s / n,
+    }
+    if kind == "renew":
+        calls = server["renew_calls"] or 1
+        out |= {
+            "grants": tally.grants,
+            "withheld": tally.withheld,
+            "server_renew_calls": server["renew_calls"],
+            "plane_renew_ms": 1e3 * server["renew_s"] / calls,
+            "sql_ms": 1e3 * server["sql_s"] / calls,
+            "commit_ms": 1e3 * server["commit_s"] / calls,
+            "statements_per_renewal": server["statements"] / calls,
+            "renewals_in_progress": server["renew_s"] / wall,  # mean, inside the server
+        }
+    return out
+
+
+# ================================================================== report
+def fsync_probe(directory: Path, count: int = 200) -> float:
+    """p50 of write(4 KiB) + fsync in ``directory``, in ms: what a durable commit waits for."""
+    path, times = directory / "fsync-probe", []
+    with path.open("wb") as f:
+        for _ in range(count):
+            f.write(os.urandom(4096))
+            f.flush()
+            start = time.perf_counter()
+            os.fsync(f.fileno())
+            times.append(time.perf_counter() - start)
+    path.unlink()
+    return 1e3 * statistics.median(times)
+
+
+def machine(workdir: Path) -> dict[str, object]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    versions = {
+        name: importlib.metadata.version(name)
+        for name in ("uvicorn", "fastapi", "httpx", "sqlalchemy", "psycopg", "cryptography")
+    }
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / MIB, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        **versions,
+        "sqlite": sqlite3.sqlite_version,
+        "postgresql": pg_version(),
+        "fsync_p50_ms": round(fsync_probe(workdir), 3),
+        **code_version(),
+        "hostname": platform.node(),
+    }
+
+
+def table(report: dict[str, Any]) -> list[str]:
+    lines = [
+        "| store | phase | req/s | p50 ms | p90 ms | p99 ms | server CPU µs/req "
+        "| cores: server / client / postgres / other / iowait / steal "
+        "| renew / healthz | ≥ 1,000/s |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|:---:|",
+    ]
+    for result in report["stores"]:
+        for kind in ("healthz", "renew"):
+            p = result["phases"][kind]
+            c = p["cpu_cores"]
+            ratio = f"{result['ratio_renew_over_healthz']:.3f}" if kind == "renew" else ""
+            target = ("yes" if result["target_met"] else "**no**") if kind == "renew" else ""
+            lines.append(
+                f"| {result['store']} | {kind} | {p['per_second']:.0f} | {p['p50_ms']:.2f} "
+                f"| {p['p90_ms']:.2f} | {p['p99_ms']:.2f} | {p['server_cpu_us_per_request']:.0f} "
+                f"| {c['server']:.2f} / {c['client']:.2f} / {c['postgres']:.2f} "
+                f"/ {c['other']:.2f} / {c['iowait']:.2f} / {c['steal']:.2f} | {ratio} | {target} |"
+            )
+    return lines
+
+
+def breakdown(report: dict[str, Any]) -> list[str]:
+    lines = [
+        "| store | in ControlPlane.renew ms | SQL ms, incl. lock waits (statements) | COMMIT ms "
+        "| renewals in progress (mean) | grants / withheld | enrolments/s "
+        "| others' load before / after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for result in report["stores"]:
+        p = result["phases"]["renew"]
+        lines.append(
+            f"| {result['store']} | {p['plane_renew_ms']:.3f} | {p['sql_ms']:.3f} "
+            f"({p['statements_per_renewal']:.1f}) | {p['commit_ms']:.3f} "
+            f"| {p['renewals_in_progress']:.2f} | {p['grants']} / {p['withheld']} "
+            f"| {result['enrolment']['per_second']:.0f} "
+            f"| {result['background_cores']['before']:.2f} / "
+            f"{result['background_cores']['after']:.2f} |"
+        )
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    first = report["stores"][0]["server"]
+    lines = [
+        f"# Custodian renewal benchmark, {report['date']}",
+        "",
+        f"{report['nodes']} simulated nodes on one lease; {report['concurrency']} concurrent "
+        f"clients ({report['client']}, keep-alive) on loopback; per store, {report['rounds']} "
+        f"interleaved rounds of `/healthz` (baseline) and `/v1/renew`, "
+        f"{report['duration'] / report['rounds']:g} s each, after {report['warmup']:g} s "
+        "warm-up of each. Every renewal checked (HTTP 200, and a grant whose signature "
+        "verifies, or a withheld reason). The server runs in its own process "
+        f"(uvicorn, loop `{first['loop']}`, HTTP `{first['http']}`, one worker, access log "
+        "off); the load generator shares the cores with it. Latency is seen by the client. "
+        "CPU columns are cores busy on average over the phase; *other* is everything else "
+        "on the machine (other work sharing the VM, kernel); *steal* is time the hypervisor "
+        "gave to other guests.",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),
+        "",
+        *table(report),
+        "",
+        "Inside the server, per renewal (mean):",
+        "",
+        *breakdown(report),
+        "",
+        f"Target (issue #4): ≥ {TARGET_PER_S:,.0f} renewals/s. "
+        + "; ".join(
+            f"{r['store']}: {r['phases']['renew']['per_second']:.0f}/s, "
+            + ("met" if r["target_met"] else "**not met**")
+            for r in report["stores"]
+        )
+        + ".",
+        "",
+        "Command: `" + str(report["command"]) + "`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--nodes", type=int, default=200, help="simulated nodes (default 200)")
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="seconds of renewals per store (default 20)"
+    )
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (default 4)")
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="untimed seconds of each phase (default 2)"
+    )
+    parser.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
+    parser.add_argument("--client", choices=("threads", "asyncio"), default="threads")
+    parser.add_argument(
+        "--stores", default=",".join(STORES), help=f"comma-separated, of {', '.join(STORES)}"
+    )
+    parser.add_argument("--workdir", type=Path, default=None, help="temporary files go here")
+    parser.add_argument("--no-save", action="store_true", help="print only, write no results")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--measurement", type=bytes.fromhex, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.db, args.port, args.home, args.measurement)
+        return
+    stores = [s for s in args.stores.split(",") if s]
+    if unknown := set(stores) - set(STORES):
+        parser.error(f"unknown store(s): {', '.join(sorted(unknown))}")
+    if not 1 <= args.concurrency <= args.nodes:
+        parser.error("--concurrency must be between 1 and --nodes (a worker owns its nodes)")
+    if args.rounds < 1 or args.duration <= 0:
+        parser.error("--rounds and --duration must be positive")
+
+    root = Path(tempfile.mkdtemp(prefix="modellease-bench-", dir=args.workdir))
+    try:
+        if args.workdir is None and os.geteuid() == 0:
+            root.chmod(0o755)  # PostgreSQL runs as its own user below this directory
+        info = machine(root)
+        print(
+            f"{info['cores']} cores, {args.nodes} nodes, {args.concurrency} {args.client} "
+            f"clients, {args.rounds} x ({args.duration / args.rounds:g} s healthz + "
+            f"{args.duration / args.rounds:g} s renew) per store",
+            flush=True,
+        )
+        results = []
+        for store in stores:
+            workdir = root / store
+            workdir.mkdir()
+            if store == "sqlite":
+                url = f"sqlite+pysqlite:///{workdir / 'custodian.sqlite3'}"
+                results.append(bench_store(store, url, workdir, args))
+            else:
+                workdir.chmod(0o755)
+                with postgres_cluster(workdir, fsync=store == "postgresql") as (url, data):
+                    results.append(bench_store(store, url, workdir, args, data))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    command = (
+        f"python bench/custodian.py --nodes {args.nodes} --duration {args.duration:g} "
+        f"--rounds {args.rounds} --warmup {args.warmup:g} --concurrency {args.concurrency} "
+        f"--client {args.client} --stores {','.join(stores)}"
+    )
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nodes": args.nodes,
+        "duration": args.duration,
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "concurrency": args.concurrency,
+        "client": args.client,
+        "target_per_second": TARGET_PER_S,
+        "machine": info,
+        "stores": results,
+        "command": command,
+    }
+    print()
+    for line in [*table(report), "", *breakdown(report)]:
+        print(line)
+    if args.no_save:
+        return
+    results_dir = HERE / "results"
+    results_dir.mkdir(exist_ok=True)
+    stem = f"custodian-{datetime.now(UTC):%Y%m%d}"
+    (results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (results_dir / f"{stem}.md").write_text(markdown(report))
+    print(f"results: {results_dir / stem}.{{json,md}}")
+
+
+if __name__ == "__main__":
+    main()
