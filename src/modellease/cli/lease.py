@@ -234,43 +234,27 @@ InstanceOption = Annotated[str | None, typer.Option(help="One instance (default:
 ReasonOption = Annotated[str, typer.Option(help="Why (recorded and signed).")]
 
 
-@lease_app.command("kill")
-def kill(
-    lease: Annotated[str, typer.Argument()],
-    reason: ReasonOption,
-    instance: InstanceOption = None,
-    home: HomeOption = None,
-    passphrase_file: PassphraseOption = None,
-    db: DbOption = None,
-) -> None:
-    """The off-switch: stop a lease or one instance for good."""
-    _order("kill", lease, instance, reason, home, passphrase_file, db)
+def _order_command(kind: str, summary: str) -> None:
+    def command(
+        lease: Annotated[str, typer.Argument(help="Lease id.")],
+        reason: ReasonOption,
+        instance: InstanceOption = None,
+        home: HomeOption = None,
+        passphrase_file: PassphraseOption = None,
+        db: DbOption = None,
+    ) -> None:
+        _order(kind, lease, instance, reason, home, passphrase_file, db)
+
+    command.__doc__ = summary
+    lease_app.command(kind)(command)
 
 
-@lease_app.command("pause")
-def pause(
-    lease: Annotated[str, typer.Argument()],
-    reason: ReasonOption,
-    instance: InstanceOption = None,
-    home: HomeOption = None,
-    passphrase_file: PassphraseOption = None,
-    db: DbOption = None,
-) -> None:
-    """Stop issuing grants to a lease or one instance until resumed."""
-    _order("pause", lease, instance, reason, home, passphrase_file, db)
-
-
-@lease_app.command("resume")
-def resume(
-    lease: Annotated[str, typer.Argument()],
-    reason: ReasonOption,
-    instance: InstanceOption = None,
-    home: HomeOption = None,
-    passphrase_file: PassphraseOption = None,
-    db: DbOption = None,
-) -> None:
-    """Lift a pause."""
-    _order("resume", lease, instance, reason, home, passphrase_file, db)
+for _kind, _summary in (
+    ("kill", "The off-switch: stop a lease or one instance for good."),
+    ("pause", "Stop issuing grants to a lease or one instance until resumed."),
+    ("resume", "Lift a pause."),
+):
+    _order_command(_kind, _summary)
 
 
 def usage(

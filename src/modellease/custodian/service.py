@@ -153,6 +153,43 @@ class ControlPlane:
         )
         return sign_message(message, signer=self._signer)
 
+    def _record_grant(
+        self, session: Session, lease: LeaseRow, grant: ledger.Grant, now: datetime
+    ) -> SignedDocument:
+        """Sign a grant the ledger issued, store it, and audit it, in the caller's transaction."""
+        signed = self._sign_grant(lease, grant, now)
+        session.add(
+            GrantRow(
+                instance_id=grant.instance_id,
+                seq=grant.seq,
+                signed_json=signed.to_json().decode(),
+                issued_at=now,
+            )
+        )
+        audit.append(
+            session,
+            kind="grant",
+            actor=self.actor,
+            lease_id=lease.id,
+            detail={
+                "instance_id": grant.instance_id,
+                "seq": grant.seq,
+                "allowance": str(grant.allowance),
+            },
+            now=now,
+        )
+        return signed
+
+    @staticmethod
+    def _instance_by_key_id(session: Session, key_id: str) -> InstanceRow:
+        """The instance whose attested signing key has this fingerprint (never the payload)."""
+        instance = session.scalars(
+            select(InstanceRow).where(InstanceRow.signing_key_id == key_id)
+        ).one_or_none()
+        if instance is None:
+            raise UnknownReporterError("the message is signed by no enrolled instance's key")
+        return instance
+
     def _orders_for(
         self, session: Session, lease_id: str, instance_id: str
     ) -> list[SignedDocument]:
@@ -271,7 +308,6 @@ class ControlPlane:
             instance_id=instance_id,
             lease_id=lease.id,
         )
-        signed_grant = self._sign_grant(lease, enrolment.grant, now)
         row = InstanceRow(
             id=instance_id,
             lease_id=lease.id,
@@ -296,14 +332,6 @@ class ControlPlane:
         session.add(row)
         store_lease(lease, enrolment.lease)
         session.flush()
-        session.add(
-            GrantRow(
-                instance_id=instance_id,
-                seq=enrolment.grant.seq,
-                signed_json=signed_grant.to_json().decode(),
-                issued_at=now,
-            )
-        )
         audit.append(
             session,
             kind="enrolment_accepted",
@@ -317,18 +345,7 @@ class ControlPlane:
             },
             now=now,
         )
-        audit.append(
-            session,
-            kind="grant",
-            actor=self.actor,
-            lease_id=lease.id,
-            detail={
-                "instance_id": instance_id,
-                "seq": enrolment.grant.seq,
-                "allowance": str(enrolment.grant.allowance),
-            },
-            now=now,
-        )
+        signed_grant = self._record_grant(session, lease, enrolment.grant, now)
         return EnrolResponse(
             instance_id=instance_id,
             grant=signed_grant,
@@ -358,11 +375,7 @@ class ControlPlane:
     def renew(self, signed: SignedDocument, *, now: datetime) -> RenewResponse:
         """Verify and store a usage report, then answer with a grant and the orders."""
         with self._sessions.begin() as session:
-            instance = session.scalars(
-                select(InstanceRow).where(InstanceRow.signing_key_id == signed.key_id)
-            ).one_or_none()
-            if instance is None:
-                raise UnknownReporterError("the report is signed by no enrolled instance's key")
+            instance = self._instance_by_key_id(session, signed.key_id)
             lease = self._locked_lease(session, instance.lease_id)
             session.refresh(instance, with_for_update=True)
             report = verify_report(
@@ -430,27 +443,7 @@ class ControlPlane:
         if renewal.grant is None:
             withheld = renewal.withheld.value if renewal.withheld else None
             return RenewResponse(withheld=withheld, orders=orders)  # type: ignore[arg-type]
-        signed_grant = self._sign_grant(lease, renewal.grant, now)
-        session.add(
-            GrantRow(
-                instance_id=instance.id,
-                seq=renewal.grant.seq,
-                signed_json=signed_grant.to_json().decode(),
-                issued_at=now,
-            )
-        )
-        audit.append(
-            session,
-            kind="grant",
-            actor=self.actor,
-            lease_id=lease.id,
-            detail={
-                "instance_id": instance.id,
-                "seq": renewal.grant.seq,
-                "allowance": str(renewal.grant.allowance),
-            },
-            now=now,
-        )
+        signed_grant = self._record_grant(session, lease, renewal.grant, now)
         return RenewResponse(grant=signed_grant, orders=orders)
 
     # ------------------------------------------------------------------ orders
@@ -578,11 +571,7 @@ class ControlPlane:
     def request_extension_signed(self, signed: SignedDocument, *, now: datetime) -> str:
         """A node's own extension request, signed by its attested instance key."""
         with self._sessions() as session:
-            instance = session.scalars(
-                select(InstanceRow).where(InstanceRow.signing_key_id == signed.key_id)
-            ).one_or_none()
-            if instance is None:
-                raise UnknownReporterError("the request is signed by no enrolled instance's key")
+            instance = self._instance_by_key_id(session, signed.key_id)
             key = InstanceSigningKey(bytes.fromhex(instance.signing_key))
             lease_id, instance_id, actor = instance.lease_id, instance.id, instance.signing_key_id
         request = verify_extension_request(
