@@ -144,8 +144,9 @@ def test_operator_errors_exit_with_one_line(
 
 
 def test_duration_and_date_parsing() -> None:
-    assert parse_duration("30s") == timedelta(0, 30)
-    assert parse_duration("2h") == timedelta(hours=2)
+    half_minute, two_hours = parse_duration("30s"), parse_duration("2h")
+    assert half_minute == timedelta(0, 30)
+    assert two_hours == timedelta(hours=2)
     assert parse_date("2027-01-01").isoformat() == "2027-01-01T00:00:00+00:00"
     assert parse_date("2027-01-01T10:00:00Z").hour == 10
     with pytest.raises(InvalidInputError, match="not an ISO 8601 date"):

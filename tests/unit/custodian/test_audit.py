@@ -495,7 +495,7 @@ def test_appended_entries_chain_and_export_verifies(store_url: str) -> None:
         add(s, 5, detail={"nested": {"list": [1, 2.5, None, True]}})
     entries = stored(engine)
     assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
-    assert entries[0].at == NOW  # microseconds survive the database, as UTC
+    assert entries[0].at == NOW  # sub-second precision survives the database, as UTC
     assert entries[0].detail == {"unit": "tokens"}
     report = verify_chain(entries)
     assert report.head == ChainHead(seq=5, hash=entries[-1].hash)
