@@ -366,3 +366,15 @@ def test_node_signed_extension_request(custodian: Custodian) -> None:
     with pytest.raises(NodeRefused) as refused:
         stranger.request_extension(1, "not mine")
     assert refused.value.reason == "unknown_instance_key"
+
+
+def test_oversized_bodies_are_refused_before_parsing(custodian: Custodian) -> None:
+    h = http(custodian)
+    streamed = h.post(
+        "/v1/enrol",
+        content=iter([b" " * (4 << 20)] * 3),
+        headers={"content-type": "application/json"},
+    )
+    assert streamed.status_code == 413
+    assert streamed.headers["content-type"] == "application/problem+json"
+    assert streamed.json()["reason"] == "limit_exceeded"

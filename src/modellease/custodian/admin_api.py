@@ -56,6 +56,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute, Match
 
 from modellease.custodian import ledger
+from modellease.custodian._http import malformed, problem, read_body, status_for
 from modellease.custodian.auth import (
     AuthenticationError,
     Permission,
@@ -69,7 +70,7 @@ from modellease.custodian.auth import (
 from modellease.custodian.records import lease_state
 from modellease.custodian.service import ControlPlane, LeaseSpec
 from modellease.custodian.store import InstanceRow, LeaseRow, ReportRow, TokenRow
-from modellease.errors import InvalidInputError, LimitExceededError, ModelleaseError
+from modellease.errors import InvalidInputError, ModelleaseError
 from modellease.protocol import (
     ExtensionRequest,
     SignedDocument,
@@ -155,9 +156,6 @@ _ADMIN_STATUS: Final[tuple[tuple[type[Exception], int], ...]] = (
 
 
 def _refusal(exc: ModelleaseError) -> JSONResponse:
-    # app.py includes this router, so importing it at the top would be circular.
-    from modellease.custodian.app import problem, status_for  # noqa: PLC0415
-
     status = next((code for kind, code in _ADMIN_STATUS if isinstance(exc, kind)), None)
     response = problem(status or status_for(exc), exc.reason, str(exc))
     if isinstance(exc, AuthenticationError):
@@ -165,14 +163,6 @@ def _refusal(exc: ModelleaseError) -> JSONResponse:
     if isinstance(exc, MethodNotAllowedError):
         response.headers["Allow"] = ", ".join(exc.allow)
     return response
-
-
-def _malformed(exc: ValidationError) -> JSONResponse:
-    from modellease.custodian.app import problem  # noqa: PLC0415 - as in _refusal
-
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "body"
-    return problem(400, "malformed_request", f"{where}: {first['msg']}")
 
 
 class _AdminRoute(APIRoute):
@@ -187,7 +177,7 @@ class _AdminRoute(APIRoute):
             except ModelleaseError as exc:
                 return _refusal(exc)
             except ValidationError as exc:
-                return _malformed(exc)
+                return malformed(exc)
 
         return guarded
 
@@ -439,18 +429,6 @@ def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = 
 
 
 # --------------------------------------------------------------------------- request helpers
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_ADMIN_BODY_SIZE):
-        raise LimitExceededError(f"request body larger than {MAX_ADMIN_BODY_SIZE} bytes")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_ADMIN_BODY_SIZE:
-            raise LimitExceededError(f"request body larger than {MAX_ADMIN_BODY_SIZE} bytes")
-    return body
-
-
 def _page_size(request: Request) -> int:
     text = request.query_params.get("limit")
     if text is None:
@@ -511,7 +489,9 @@ class _AdminHandlers:
     async def create_lease(self, request: Request) -> Response:
         principal = await self._principal(request)
         authorize(principal, Permission.LEASE_CREATE, lease_id=None)
-        body = LeaseCreateBody.model_validate_json(await _read_body(request))
+        body = LeaseCreateBody.model_validate_json(
+            await read_body(request, limit=MAX_ADMIN_BODY_SIZE)
+        )
         if await run_in_threadpool(self._plane.lease_exists, body.lease_id):
             raise LeaseExistsError(f"lease {body.lease_id!r} already exists")
         await run_in_threadpool(
@@ -561,7 +541,7 @@ class _AdminHandlers:
     async def issue_order(self, lease_id: str, request: Request) -> Response:
         principal = await self._principal(request)
         _may_any(principal, _ORDER_PERMISSIONS.values(), lease_id=lease_id)
-        body = OrderBody.model_validate_json(await _read_body(request))
+        body = OrderBody.model_validate_json(await read_body(request, limit=MAX_ADMIN_BODY_SIZE))
         authorize(principal, _ORDER_PERMISSIONS[body.kind], lease_id=lease_id)
         signed = await run_in_threadpool(
             self._plane.order,
@@ -578,7 +558,7 @@ class _AdminHandlers:
     async def extend_lease(self, lease_id: str, request: Request) -> Response:
         principal = await self._principal(request)
         authorize(principal, Permission.LEASE_EXTEND, lease_id=lease_id)
-        body = ExtendBody.model_validate_json(await _read_body(request))
+        body = ExtendBody.model_validate_json(await read_body(request, limit=MAX_ADMIN_BODY_SIZE))
         await run_in_threadpool(
             self._plane.extend, lease_id, units=body.units, now=self._now(), actor=principal.actor
         )
@@ -587,7 +567,9 @@ class _AdminHandlers:
     async def request_extension(self, lease_id: str, request: Request) -> Response:
         principal = await self._principal(request)
         authorize(principal, Permission.EXTENSION_REQUEST, lease_id=lease_id)
-        body = ExtensionRequestBody.model_validate_json(await _read_body(request))
+        body = ExtensionRequestBody.model_validate_json(
+            await read_body(request, limit=MAX_ADMIN_BODY_SIZE)
+        )
         now = self._now()
         message = ExtensionRequest(
             lease_id=lease_id,
@@ -639,7 +621,7 @@ class _AdminHandlers:
     async def create_token(self, request: Request) -> Response:
         principal = await self._principal(request)
         authorize(principal, Permission.TOKEN_CREATE, lease_id=None)  # minting is global
-        body = TokenBody.model_validate_json(await _read_body(request))
+        body = TokenBody.model_validate_json(await read_body(request, limit=MAX_ADMIN_BODY_SIZE))
         token, row = await run_in_threadpool(
             self._plane.create_token,
             role=Role(body.role),

@@ -19,59 +19,24 @@ import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from modellease.custodian import ledger
+from modellease.custodian._http import malformed, problem, read_body, status_for
 from modellease.custodian.admin_api import admin_router
 from modellease.custodian.service import (
     ControlPlane,
-    NonceRefusedError,
-    UnknownLeaseError,
-    UnknownReporterError,
 )
-from modellease.errors import AttestationError, InvalidInputError, ModelleaseError, StateError
+from modellease.errors import AttestationError, ModelleaseError
 from modellease.protocol import EnrolRequest, SignedDocument
-from modellease.protocol.signed import SignedDocumentError
 
 MAX_BODY_SIZE = 8 * 1024 * 1024  # enrolment evidence with DCAP collateral stays far below
 ORDER_STREAM_KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from timing out
 
 Clock = Callable[[], datetime]
-
-_STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (UnknownLeaseError, 404),
-    (ledger.UnknownInstanceError, 404),
-    (UnknownReporterError, 401),
-    (SignedDocumentError, 401),
-    (NonceRefusedError, 403),
-    (AttestationError, 403),
-    (ledger.BudgetExhaustedError, 429),
-    (ledger.UsageAboveAllowanceError, 409),
-    (ledger.LedgerError, 409),
-    (InvalidInputError, 400),
-    (StateError, 409),
-)
-
-
-def problem(status: int, reason: str, detail: str, **extra: Any) -> JSONResponse:  # noqa: ANN401
-    body = {
-        "type": f"urn:modellease:problem:{reason}",
-        "title": reason,
-        "status": status,
-        "detail": detail,
-        "reason": reason,
-        **extra,
-    }
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
-
-
-def status_for(exc: ModelleaseError) -> int:
-    return next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
 
 
 class OrderBroadcaster:
@@ -93,18 +58,6 @@ class OrderBroadcaster:
             queue.put_nowait(signed_order_json)
 
 
-async def _body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_SIZE):
-        raise InvalidInputError(f"request body larger than {MAX_BODY_SIZE} bytes")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_SIZE:
-            raise InvalidInputError(f"request body larger than {MAX_BODY_SIZE} bytes")
-    return body
-
-
 def create_app(plane: ControlPlane, *, clock: Clock | None = None) -> FastAPI:
     """The custodian app over ``plane``; ``clock`` defaults to the system's UTC time."""
     now = clock or (lambda: datetime.now(UTC))
@@ -121,9 +74,7 @@ def create_app(plane: ControlPlane, *, clock: Clock | None = None) -> FastAPI:
 
     @app.exception_handler(ValidationError)
     async def _malformed(_request: Request, exc: ValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return problem(400, "malformed_request", f"{where}: {first['msg']}")
+        return malformed(exc)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -136,19 +87,19 @@ def create_app(plane: ControlPlane, *, clock: Clock | None = None) -> FastAPI:
 
     @app.post("/v1/enrol")
     async def enrol(request: Request) -> Response:
-        parsed = EnrolRequest.model_validate_json(await _body(request))
+        parsed = EnrolRequest.model_validate_json(await read_body(request, limit=MAX_BODY_SIZE))
         answer = await run_in_threadpool(plane.enrol, parsed, now=now())
         return Response(answer.model_dump_json(), media_type="application/json")
 
     @app.post("/v1/renew")
     async def renew(request: Request) -> Response:
-        signed = SignedDocument.from_json(await _body(request))
+        signed = SignedDocument.from_json(await read_body(request, limit=MAX_BODY_SIZE))
         answer = await run_in_threadpool(plane.renew, signed, now=now())
         return Response(answer.model_dump_json(), media_type="application/json")
 
     @app.post("/v1/extensions")
     async def extension(request: Request) -> Response:
-        signed = SignedDocument.from_json(await _body(request))
+        signed = SignedDocument.from_json(await read_body(request, limit=MAX_BODY_SIZE))
         request_id = await run_in_threadpool(plane.request_extension_signed, signed, now=now())
         return JSONResponse({"request_id": request_id})
 
