@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from io import BufferedIOBase
 
@@ -21,6 +22,36 @@ def read_full(f: BufferedIOBase, out: memoryview) -> int:
             break
         filled += n
     return filled
+
+
+def positional_reader(f: BufferedIOBase) -> Callable[[int, memoryview], int]:
+    """A function that fills a buffer from ``f`` at an offset; safe to call from threads.
+
+    Files with a descriptor are read with ``os.preadv`` (no shared position, and the GIL is
+    released during the copy); other streams (``BytesIO``) seek and read under a lock.
+    """
+    try:
+        fd = f.fileno()
+    except (AttributeError, OSError, ValueError):
+        lock = threading.Lock()
+
+        def seek_and_read(offset: int, out: memoryview) -> int:
+            with lock:
+                f.seek(offset)
+                return read_full(f, out)
+
+        return seek_and_read
+
+    def pread(offset: int, out: memoryview) -> int:
+        filled = 0
+        while filled < len(out):
+            n = os.preadv(fd, [out[filled:]], offset + filled)
+            if not n:
+                break
+            filled += n
+        return filled
+
+    return pread
 
 
 def stream_length(f: BufferedIOBase) -> int:

@@ -20,6 +20,7 @@ import os
 import queue
 import threading
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from io import BufferedIOBase
 from mmap import mmap
@@ -27,7 +28,7 @@ from types import TracebackType
 from typing import Self
 
 from modellease._hazmat import FrameCipher, ct_equal
-from modellease.bundle._io import Progress, read_full, stream_length, wipe
+from modellease.bundle._io import Progress, positional_reader, stream_length, wipe
 from modellease.bundle.format import (
     HEADER_SIZE,
     MAX_MODEL_SIZE,
@@ -43,7 +44,14 @@ from modellease.bundle.manifest import Manifest, SignedManifest, verify_manifest
 from modellease.errors import BundleIntegrityError, LimitExceededError
 from modellease.keys import CustodianPublicKey, DataKey
 
-READ_CHUNK = 8 * 1024 * 1024  # bytes of ciphertext read per system call (several frames)
+# Ciphertext read per system call: a few frames, small enough that what was just copied from
+# the page cache is still in the CPU cache when it is decrypted (8 MiB measured slower).
+READ_CHUNK = 4 * 1024 * 1024
+# Threads that each read and decrypt their own runs of frames. AES-GCM releases the GIL, so
+# two threads overlap one's copy from the page cache with the other's decryption
+# (bench/README.md: open went from ~0.6x to ~1x the one-core decryption floor). With the
+# digest on, its thread takes the second core and one decryption thread is faster.
+DECRYPT_THREADS = 2
 
 
 Source = str | os.PathLike[str] | BufferedIOBase
@@ -210,34 +218,51 @@ class BundleReader:
         n = frame_count(size, frame_size)
         aad = frame_aad(self._signed.raw)
         per_read = max(1, READ_CHUNK // (frame_size + TAG_SIZE))
-        chunk = memoryview(bytearray(per_read * (frame_size + TAG_SIZE)))
-        self._file.seek(self._header.frames_offset)
-        index = 0
-        while index < n:
-            frames = min(per_read, n - index)
-            start = index * frame_size
-            end = min(size, start + frames * frame_size)
-            want = end - start + frames * TAG_SIZE
-            if read_full(self._file, chunk[:want]) != want:
-                raise BundleIntegrityError  # the file shrank after it was verified
-            offset = 0
-            for i in range(index, index + frames):
-                plain = min(frame_size, size - i * frame_size)
-                authentic = cipher.decrypt_into(
-                    frame_nonce(i, final=i == n - 1),
-                    chunk[offset : offset + plain + TAG_SIZE],
-                    aad,
-                    target[i * frame_size : i * frame_size + plain],
-                )
-                if not authentic:
-                    raise BundleIntegrityError
-                offset += plain + TAG_SIZE
-            if digest is not None:
-                digest.feed(target[start:end])
-            if progress is not None:
-                progress(end - start)
-            index += frames
-        if self._file.read(1):
+        read_at = positional_reader(self._file)
+        first_frame_at = self._header.frames_offset
+        threads = 1 if digest is not None else DECRYPT_THREADS
+        buffers: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        for _ in range(threads):
+            buffers.put(memoryview(bytearray(per_read * (frame_size + TAG_SIZE))))
+
+        def run(first: int) -> tuple[int, int]:
+            """Read and decrypt one run of frames; return the span of plaintext it filled."""
+            last = min(n, first + per_read)
+            start, end = first * frame_size, min(size, last * frame_size)
+            want = end - start + (last - first) * TAG_SIZE
+            chunk = buffers.get()
+            try:
+                if read_at(first_frame_at + first * (frame_size + TAG_SIZE), chunk[:want]) < want:
+                    raise BundleIntegrityError  # the file shrank after it was verified
+                offset = 0
+                for i in range(first, last):
+                    plain = min(frame_size, size - i * frame_size)
+                    authentic = cipher.decrypt_into(
+                        frame_nonce(i, final=i == n - 1),
+                        chunk[offset : offset + plain + TAG_SIZE],
+                        aad,
+                        target[i * frame_size : i * frame_size + plain],
+                    )
+                    if not authentic:
+                        raise BundleIntegrityError
+                    offset += plain + TAG_SIZE
+            finally:
+                buffers.put(chunk)
+            return start, end
+
+        # Runs complete in any order; the digest and progress take them in order. On a
+        # failure, queued runs are cancelled and running ones finish before the caller wipes.
+        with ThreadPoolExecutor(threads, thread_name_prefix="bundle-decrypt") as pool:
+            try:
+                for start, end in pool.map(run, range(0, n, per_read)):
+                    if digest is not None:
+                        digest.feed(target[start:end])
+                    if progress is not None:
+                        progress(end - start)
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+        if read_at(first_frame_at + sealed_length(size, frame_size), memoryview(bytearray(1))):
             raise BundleIntegrityError  # the file grew after it was verified
 
     def close(self) -> None:
