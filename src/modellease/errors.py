@@ -33,7 +33,8 @@ and a one-line message. Bugs in the caller raise ``TypeError``/``ValueError``/
     │   ├── custodian.audit.AuditChainError         an exported audit log is broken (which entry)
     │   ├── custodian.auth.AuthenticationError      no valid bearer token (HTTP 401)
     │   ├── custodian.auth.PermissionDeniedError    the role may not do this (HTTP 403)
-    │   └── custodian.service.NonceRefusedError, UnknownLeaseError, UnknownReporterError
+    │   ├── custodian.service.NonceRefusedError, UnknownLeaseError
+    │   └── custodian.renewal.UnknownReporterError  a report signed by no enrolled instance
     ├── StateError                      local state forbids the operation; CLI exit 1
     │   ├── HomeExistsError
     │   ├── HomeNotFoundError

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from modellease.custodian import ledger
 from modellease.custodian.auth import AuthenticationError, PermissionDeniedError
-from modellease.custodian.service import NonceRefusedError, UnknownLeaseError, UnknownReporterError
+from modellease.custodian.renewal import UnknownReporterError
+from modellease.custodian.service import NonceRefusedError, UnknownLeaseError
 from modellease.errors import (
     AttestationError,
     InvalidInputError,

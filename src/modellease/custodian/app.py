@@ -4,7 +4,8 @@ Rules:
 
 * handlers are thin: parse with the strict wire models, call :class:`ControlPlane` (in the
   thread pool: database work never blocks the event loop) with the time from the injected
-  clock, serialise the answer; no decision is taken here;
+  clock, serialise the answer; no decision is taken here. Renewals go through a
+  :class:`~modellease.custodian.batcher.RenewalBatcher`: many reports per commit;
 * every refusal is ``application/problem+json`` (RFC 9457) with the error's stable
   ``reason``; bad input is 400/401/403/404/409/429-class, never 500;
 * request bodies are capped before parsing (``MAX_BODY_SIZE``);
@@ -27,9 +28,8 @@ from starlette.concurrency import run_in_threadpool
 
 from modellease.custodian._http import malformed, problem, read_body, status_for
 from modellease.custodian.admin_api import admin_router
-from modellease.custodian.service import (
-    ControlPlane,
-)
+from modellease.custodian.batcher import RenewalBatcher
+from modellease.custodian.service import ControlPlane
 from modellease.errors import AttestationError, ModelleaseError
 from modellease.protocol import EnrolRequest, SignedDocument
 
@@ -63,6 +63,7 @@ def create_app(plane: ControlPlane, *, clock: Clock | None = None) -> FastAPI:
     now = clock or (lambda: datetime.now(UTC))
     app = FastAPI(title="modellease custodian", version="1", docs_url=None, redoc_url=None)
     orders = OrderBroadcaster()
+    renewals = RenewalBatcher(plane)
     app.state.plane = plane
     app.state.orders = orders
 
@@ -94,7 +95,7 @@ def create_app(plane: ControlPlane, *, clock: Clock | None = None) -> FastAPI:
     @app.post("/v1/renew")
     async def renew(request: Request) -> Response:
         signed = SignedDocument.from_json(await read_body(request, limit=MAX_BODY_SIZE))
-        answer = await run_in_threadpool(plane.renew, signed, now=now())
+        answer = await renewals.renew(signed, now=now())
         return Response(answer.model_dump_json(), media_type="application/json")
 
     @app.post("/v1/extensions")

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Final, Self
@@ -490,6 +490,17 @@ def _lock_log(session: Session) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewEntry:
+    """An entry to append: what happened, who did it, to which lease, and when."""
+
+    kind: str
+    actor: str
+    lease_id: str | None
+    detail: Mapping[str, object]
+    at: datetime
+
+
 def append(
     session: Session,
     *,
@@ -505,42 +516,60 @@ def append(
     ``RuntimeError`` outside a transaction or when the log is full, ``TypeError`` or
     ``ValueError`` for fields that cannot be an entry (see the module docstring).
     """
+    entry = NewEntry(kind=kind, actor=actor, lease_id=lease_id, detail=detail, at=now)
+    return append_many(session, [entry])[0]
+
+
+def append_many(session: Session, entries: Sequence[NewEntry]) -> list[AuditEntry]:
+    """Append ``entries`` in order, under one take of the log's lock (see :func:`append`).
+
+    Every entry is checked before the lock is taken: one bad entry appends none.
+    """
     if not session.in_transaction():
         raise RuntimeError("audit.append() must run inside the transaction of the change")
-    detail_json = _canonical_detail(detail).decode("utf-8")
-    _check_fields(kind=kind, actor=actor, lease_id=lease_id)
-    if now.tzinfo is None:
-        raise ValueError("audit times must be timezone-aware")
-    at = now.astimezone(UTC)
+    details = [_canonical_detail(e.detail).decode("utf-8") for e in entries]
+    for e in entries:
+        _check_fields(kind=e.kind, actor=e.actor, lease_id=e.lease_id)
+        if e.at.tzinfo is None:
+            raise ValueError("audit times must be timezone-aware")
+    if not entries:
+        return []
     _lock_log(session)
     last = session.execute(
         select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
     ).first()
     head = GENESIS_HEAD if last is None else ChainHead(seq=last.seq, hash=last.hash)
-    if head.seq >= MAX_SEQ:
+    if head.seq > MAX_SEQ - len(entries):
         raise RuntimeError("the audit log is full")
-    seq = head.seq + 1
-    entry = AuditEntry(
-        seq=seq,
-        at=at,
-        kind=kind,
-        actor=actor,
-        lease_id=lease_id,
-        detail_json=detail_json,
-        prev_hash=head.hash,
-        hash=entry_hash(
+    rows = []
+    for e, detail_json in zip(entries, details, strict=True):
+        seq, at = head.seq + 1, e.at.astimezone(UTC)
+        kind, actor, lease_id, prev = e.kind, e.actor, e.lease_id, head.hash
+        digest = entry_hash(
             seq=seq,
             at=at,
             kind=kind,
             actor=actor,
             lease_id=lease_id,
-            detail=detail,
-            prev_hash=head.hash,
-        ),
-    )
-    session.add(entry)
+            detail=e.detail,
+            prev_hash=prev,
+        )
+        rows.append(
+            AuditEntry(
+                seq=seq,
+                at=at,
+                kind=kind,
+                actor=actor,
+                lease_id=lease_id,
+                detail_json=detail_json,
+                prev_hash=prev,
+                hash=digest,
+            )
+        )
+        head = ChainHead(seq=seq, hash=digest)
+    session.add_all(rows)
     session.flush()
-    return entry
+    return rows
 
 
 def export_entries(engine: Engine) -> Iterator[ExportedEntry]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,9 +39,15 @@ from modellease.custodian.records import (
     store_instance,
     store_lease,
 )
+from modellease.custodian.renewal import (
+    RenewalRequest,
+    UnknownReporterError,
+    grant_row,
+    renew_batch,
+    sign_grant,
+)
 from modellease.custodian.store import (
     ExtensionRequestRow,
-    GrantRow,
     InstanceRow,
     LeaseRow,
     NonceRow,
@@ -55,19 +61,15 @@ from modellease.protocol import (
     EnrolRequest,
     EnrolResponse,
     ExtensionRequest,
-    Grant,
     NonceResponse,
     Order,
     RenewResponse,
     SignedDocument,
-    UsageReport,
-    check_report_chain,
     format_timestamp,
     sign_message,
     verify_extension_request,
-    verify_report,
 )
-from modellease.protocol.messages import GENESIS_REPORT_SHA256, DuplicateReportError
+from modellease.protocol.messages import GENESIS_REPORT_SHA256
 
 AUTO_APPROVER = "auto-approval"  # decided_by of requests the lease's own rule approved
 AUTO_APPROVAL_WINDOW = timedelta(days=1)  # the rule's "per day" is a rolling 24 hours
@@ -85,12 +87,6 @@ class NonceRefusedError(InvalidInputError):
     """The nonce is unknown, for another lease, already used or expired."""
 
     reason = "nonce_refused"
-
-
-class UnknownReporterError(InvalidInputError):
-    """The report is signed by a key no enrolled instance holds."""
-
-    reason = "unknown_instance_key"
 
 
 def within_auto_approval(limit_per_day: int, approved_in_window: int, units: int) -> bool:
@@ -138,34 +134,12 @@ class ControlPlane:
             raise UnknownLeaseError(f"no lease {lease_id!r}")
         return row
 
-    def _sign_grant(self, lease: LeaseRow, grant: ledger.Grant, now: datetime) -> SignedDocument:
-        hard_expiry_at = grant.valid_until + timedelta(seconds=lease.hard_expiry_s)
-        message = Grant(
-            lease_id=lease.id,
-            instance_id=grant.instance_id,
-            bundle_id=lease.bundle_id,
-            seq=grant.seq,
-            allowance=grant.allowance,
-            unit=grant.unit.value,
-            issued_at=format_timestamp(now),
-            valid_until=format_timestamp(grant.valid_until),
-            hard_expiry_at=format_timestamp(hard_expiry_at),
-        )
-        return sign_message(message, signer=self._signer)
-
     def _record_grant(
         self, session: Session, lease: LeaseRow, grant: ledger.Grant, now: datetime
     ) -> SignedDocument:
         """Sign a grant the ledger issued, store it, and audit it, in the caller's transaction."""
-        signed = self._sign_grant(lease, grant, now)
-        session.add(
-            GrantRow(
-                instance_id=grant.instance_id,
-                seq=grant.seq,
-                signed_json=signed.to_json().decode(),
-                issued_at=now,
-            )
-        )
+        signed = sign_grant(self._signer, lease, grant, now)
+        session.add(grant_row(grant, signed, now))
         audit.append(
             session,
             kind="grant",
@@ -189,18 +163,6 @@ class ControlPlane:
         if instance is None:
             raise UnknownReporterError("the message is signed by no enrolled instance's key")
         return instance
-
-    def _orders_for(
-        self, session: Session, lease_id: str, instance_id: str
-    ) -> list[SignedDocument]:
-        rows = session.scalars(
-            select(OrderRow).where(OrderRow.lease_id == lease_id).order_by(OrderRow.seq)
-        )
-        return [
-            SignedDocument.from_json(r.signed_json.encode())
-            for r in rows
-            if r.instance_id in (None, instance_id)
-        ]
 
     # ------------------------------------------------------------------ leases
     def create_lease(self, spec: LeaseSpec, *, now: datetime, actor: str | None = None) -> None:
@@ -373,78 +335,26 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ renewal
     def renew(self, signed: SignedDocument, *, now: datetime) -> RenewResponse:
-        """Verify and store a usage report, then answer with a grant and the orders."""
-        with self._sessions.begin() as session:
-            instance = self._instance_by_key_id(session, signed.key_id)
-            lease = self._locked_lease(session, instance.lease_id)
-            session.refresh(instance, with_for_update=True)
-            report = verify_report(
-                signed,
-                instance_key=InstanceSigningKey(bytes.fromhex(instance.signing_key)),
-                lease_id=lease.id,
-                instance_id=instance.id,
-            )
-            previous = session.get(ReportRow, (instance.id, instance.last_report_seq))
-            previous_signed = (
-                SignedDocument.from_json(previous.signed_json.encode()) if previous else None
-            )
-            previous_report = (
-                UsageReport.model_validate_json(previous_signed.payload)
-                if previous_signed
-                else None
-            )
-            try:
-                check_report_chain(previous_signed, previous_report, signed, report)
-            except DuplicateReportError:
-                assert previous is not None
-                return RenewResponse.model_validate_json(previous.response_json)
-            response = self._answer(session, lease, instance, report, now)
-            session.add(
-                ReportRow(
-                    instance_id=instance.id,
-                    seq=report.seq,
-                    digest=signed.digest(),
-                    signed_json=signed.to_json().decode(),
-                    response_json=response.model_dump_json(),
-                    received_at=now,
-                )
-            )
-            instance.last_report_seq = report.seq
-            instance.last_report_digest = signed.digest()
-            audit.append(
-                session,
-                kind="usage_report",
-                actor=instance.signing_key_id,
-                lease_id=lease.id,
-                detail={
-                    "instance_id": instance.id,
-                    "seq": report.seq,
-                    "counters": report.counters.model_dump(mode="json"),
-                },
-                now=now,
-            )
-            return response
+        """Verify and store one usage report, then answer with a grant and the orders."""
+        outcome = self.renew_batch([RenewalRequest(signed, now)])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
-    def _answer(
-        self,
-        session: Session,
-        lease: LeaseRow,
-        instance: InstanceRow,
-        report: UsageReport,
-        now: datetime,
-    ) -> RenewResponse:
-        orders = self._orders_for(session, lease.id, instance.id)
-        if lease.killed or instance.status != ledger.InstanceStatus.ACTIVE:
-            return RenewResponse(withheld="instance_ended", orders=orders)
-        usage = _usage_in_units(ledger.Unit(lease.unit), report)
-        renewal = ledger.renew(lease_state(lease), instance_state(instance), usage=usage, now=now)
-        store_lease(lease, renewal.lease)
-        store_instance(instance, renewal.instance)
-        if renewal.grant is None:
-            withheld = renewal.withheld.value if renewal.withheld else None
-            return RenewResponse(withheld=withheld, orders=orders)  # type: ignore[arg-type]
-        signed_grant = self._record_grant(session, lease, renewal.grant, now)
-        return RenewResponse(grant=signed_grant, orders=orders)
+    def renew_batch(self, requests: Sequence[RenewalRequest]) -> list[RenewResponse | Exception]:
+        """Judge many reports in one transaction (:mod:`~modellease.custodian.renewal`).
+
+        One outcome per request, in order: the answer, or the error to raise for it. If the
+        batch's transaction fails as a whole (a database error, a conflict with another
+        writer), each report is retried alone, so one cannot fail the others.
+        """
+        try:
+            with self._sessions.begin() as session:
+                return list(renew_batch(session, requests, signer=self._signer))
+        except Exception as exc:
+            if len(requests) == 1:
+                return [exc]
+        return [self.renew_batch([request])[0] for request in requests]
 
     # ------------------------------------------------------------------ orders
     def order(
@@ -771,13 +681,3 @@ def _store_closure(lease: LeaseRow, rows: list[InstanceRow], closure: ledger.Clo
     by_id = {r.id: r for r in rows}
     for ended in closure.ended:
         store_instance(by_id[ended.instance_id], ended)
-
-
-def _usage_in_units(unit: ledger.Unit, report: UsageReport) -> int:
-    """The report's cumulative usage in the lease's unit."""
-    c = report.counters
-    if unit is ledger.Unit.REQUESTS:
-        return c.requests
-    if unit is ledger.Unit.TOKENS:
-        return c.prompt_tokens + c.completion_tokens
-    return c.estimated_flops

@@ -26,11 +26,51 @@ def pae(payload_type: str, body: bytes) -> bytes:
     return b" ".join([_PAE_PREFIX, str(len(t)).encode(), t, str(len(body)).encode(), body])
 
 
+_MAX_SAFE_INTEGER = 2**53 - 1  # RFC 8785 (I-JSON): integers beyond this are refused
+_BMP_END = "\uffff"
+
+
+def _plain(value: Any) -> bool:  # noqa: ANN401 - any JSON value
+    r"""True if ``json.dumps`` writes ``value`` exactly as RFC 8785 does.
+
+    That holds for exact ``dict`` (string keys within the Basic Multilingual Plane, where
+    code-point order is RFC 8785's UTF-16 order), ``list``, ``str``, ``bool``, ``None`` and
+    ``int`` within I-JSON's safe range: for these, JCS and ``json.dumps(ensure_ascii=False,
+    sort_keys=True, separators=(",", ":"))`` escape strings the same way (``\"``, ``\\``,
+    ``\b \f \n \r \t``, other controls as lowercase ``\u00xx``, everything else literal)
+    and write integers as plain decimals. Anything else (floats, large integers, subclasses,
+    keys outside the BMP) goes to the reference implementation.
+    """
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER)
+    if kind is list:
+        return all(_plain(item) for item in value)
+    if kind is dict:
+        return all(
+            type(k) is str and (not k or max(k) <= _BMP_END) and _plain(v) for k, v in value.items()
+        )
+    return False
+
+
 def canonical_json(document: Any) -> bytes:  # noqa: ANN401 - any JSON value
     """Serialise ``document`` as RFC 8785 canonical JSON.
 
-    Raises ``ValueError`` for values JCS cannot represent (NaN, integers beyond 2^53, ...).
+    Plain documents (:func:`_plain`: all of modellease's messages) are written by the
+    standard library's C encoder, several times faster; the rest by ``rfc8785``. A test
+    compares the two on generated documents. Raises ``ValueError`` for values JCS cannot
+    represent (NaN, integers beyond 2^53, lone surrogates, ...).
     """
+    if _plain(document):
+        text = json.dumps(document, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                "cannot canonicalise document: a string is not valid Unicode"
+            ) from None
     try:
         return rfc8785.dumps(document)
     except rfc8785.CanonicalizationError as exc:

@@ -151,7 +151,7 @@ def _check_timestamp(value: str) -> str:
     if _TIMESTAMP.fullmatch(value) is None:
         raise ValueError("must be an RFC 3339 UTC time to the second, like 2026-11-28T12:00:00Z")
     try:
-        datetime.strptime(value, _TIMESTAMP_FORMAT)
+        datetime.fromisoformat(value)  # the pattern fixed the form; this checks the date is real
     except ValueError:
         raise ValueError(f"{value} is not a real RFC 3339 date and time") from None
     return value
@@ -206,8 +206,7 @@ def format_timestamp(when: datetime) -> str:
 
 def parse_timestamp(text: str) -> datetime:
     """The aware UTC datetime of a message timestamp."""
-    when = datetime.strptime(_check_timestamp(text), _TIMESTAMP_FORMAT)
-    return when.replace(tzinfo=UTC)
+    return datetime.fromisoformat(_check_timestamp(text))  # "Z": already aware, UTC
 
 
 # --------------------------------------------------------------------------- enrolment

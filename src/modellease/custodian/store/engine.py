@@ -1,6 +1,10 @@
 """Engines for the custodian store, and migrating them to the current schema.
 
-* SQLite: WAL journal, foreign keys on, a busy timeout instead of immediate "locked" errors;
+* SQLite: WAL journal, foreign keys on, a busy timeout instead of immediate "locked" errors,
+  and every transaction begins with ``BEGIN IMMEDIATE``: it takes the write lock at once, so
+  a transaction that reads and then writes never finds, at its first write, that another
+  committed in between (SQLite would fail it at once, without waiting). This is what makes
+  "lock the lease row first" true on SQLite, which has no row locks;
 * PostgreSQL: any ``postgresql+psycopg://`` URL;
 * the schema comes only from the Alembic migrations shipped in this package; ``migrate``
   brings any database to the newest revision and is safe to run at every start.
@@ -25,6 +29,7 @@ def default_url(home: Path) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:  # noqa: ANN401 - DB-API object
+    dbapi_connection.isolation_level = None  # the driver's own BEGIN off: _sqlite_begin's instead
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -33,11 +38,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:  # noqa: ANN40
     cursor.close()
 
 
+def _sqlite_begin(connection: Any) -> None:  # noqa: ANN401 - SQLAlchemy Connection
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def connect(url: str) -> Engine:
     """Create an engine for ``url`` with the settings this store relies on."""
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 

@@ -1,0 +1,64 @@
+"""Group commit for renewals: reports that arrive while a batch is being written go together.
+
+Runs on the server's event loop, so it needs no lock: a request appends its report to the
+pending list and awaits its own answer; if no batch is being written, it starts one. A batch
+takes everything pending (up to ``MAX_BATCH``) to :meth:`ControlPlane.renew_batch` in a
+worker thread, then hands each request its outcome. Under light load a batch holds one
+report and nothing waits; under heavy load one commit serves many reports. No request is
+answered before the commit that stored its report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from starlette.concurrency import run_in_threadpool
+
+from modellease.custodian.renewal import MAX_BATCH, RenewalRequest
+from modellease.custodian.service import ControlPlane
+from modellease.protocol import RenewResponse, SignedDocument
+
+_Pending = tuple[RenewalRequest, "asyncio.Future[RenewResponse]"]
+
+
+class RenewalBatcher:
+    """Collects concurrent renewals of one event loop into batches (see the module doc)."""
+
+    def __init__(self, plane: ControlPlane, *, max_batch: int = MAX_BATCH) -> None:
+        self._plane = plane
+        self._max_batch = max_batch
+        self._pending: list[_Pending] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def renew(self, signed: SignedDocument, *, now: datetime) -> RenewResponse:
+        """Queue one report; return its answer once its batch has committed, or raise."""
+        answer: asyncio.Future[RenewResponse] = asyncio.get_running_loop().create_future()
+        self._pending.append((RenewalRequest(signed, now), answer))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_all())
+        return await answer
+
+    async def _write_all(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                await self._write(batch)
+        finally:
+            self._writer = None
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        try:
+            outcomes = await run_in_threadpool(
+                self._plane.renew_batch, [request for request, _ in batch]
+            )
+        except Exception as exc:
+            outcomes = [exc] * len(batch)
+        for (_, answer), outcome in zip(batch, outcomes, strict=True):
+            if answer.done():  # the client went away; its report is stored all the same
+                continue
+            if isinstance(outcome, Exception):
+                answer.set_exception(outcome)
+            else:
+                answer.set_result(outcome)

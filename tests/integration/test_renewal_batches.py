@@ -1,0 +1,154 @@
+"""Renewals judged many per transaction: each report on its own, in order, one commit.
+
+A batch must behave exactly like the same reports sent one by one: a refused report changes
+nothing and does not disturb the others; reports of one instance are taken in order; a retry
+inside the same batch gets the answer stored a moment earlier. And the HTTP server really
+does group concurrent renewals (``RenewalBatcher``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from modellease.custodian.batcher import RenewalBatcher
+from modellease.custodian.renewal import RenewalRequest, UnknownReporterError
+from modellease.custodian.service import ControlPlane
+from modellease.custodian.store import AuditEntry, ReportRow, connect
+from modellease.keys import CustodianPublicKey
+from modellease.protocol import RenewResponse, SignedDocument, verify_grant
+from modellease.testing.node import SimulatedNode
+from tests.integration.custodian_server import Custodian, client, lease_spec, running_custodian
+
+_NODES: list[SimulatedNode] = []
+
+
+@pytest.fixture
+def custodian(tmp_path: Path, store_url: str) -> Iterator[Custodian]:
+    with running_custodian(tmp_path, store_url) as c:
+        c.plane.create_lease(lease_spec(budget=1000), now=c.clock())
+        try:
+            yield c
+        finally:
+            while _NODES:
+                _NODES.pop().client.close()
+
+
+def nodes(c: Custodian, count: int, *, enrol: bool = True) -> list[SimulatedNode]:
+    key = CustodianPublicKey(c.home.public_key)
+    made = [SimulatedNode(client(c), "lease-1", key) for _ in range(count)]
+    _NODES.extend(made)
+    for n in made:
+        if enrol:
+            n.enrol()
+    return made
+
+
+def report(n: SimulatedNode, requests: int = 1) -> SignedDocument:
+    n.use(requests=requests)
+    return SignedDocument.from_json(n.signed_report())
+
+
+def stored(c: Custodian) -> tuple[list[tuple[str, int]], list[str]]:
+    """The stored reports (instance, seq) and the audit kinds, in order."""
+    engine = connect(c.engine_url)
+    with Session(engine) as s:
+        reports = [(r.instance_id, r.seq) for r in s.scalars(sa.select(ReportRow))]
+        kinds = list(s.scalars(sa.select(AuditEntry.kind).order_by(AuditEntry.seq)))
+    engine.dispose()
+    return sorted(reports), kinds
+
+
+def test_a_batch_answers_each_report_as_if_sent_alone(custodian: Custodian) -> None:
+    a, b = nodes(custodian, 2)
+    (stranger,) = nodes(custodian, 1, enrol=False)
+    a1, a2, b1 = report(a), report(a), report(b)
+    stranger.instance_id = b.instance_id
+    forged = report(stranger)  # b's instance id, signed by a key no instance holds
+    gap_bad = SignedDocument.from_json(b.signed_report(seq=b.seq + 5))
+    _, kinds_before = stored(custodian)
+    batch = [a1, forged, a2, a2, b1, gap_bad, a1]
+    outcomes = custodian.plane.renew_batch([RenewalRequest(s, custodian.clock()) for s in batch])
+
+    assert [type(o).__name__ for o in outcomes] == [
+        "RenewResponse",
+        "UnknownReporterError",
+        "RenewResponse",
+        "RenewResponse",  # a2 again: a retry of the last report, inside the same batch
+        "RenewResponse",
+        "ReportSequenceError",  # a gap
+        "ReportSequenceError",  # a1 after a2: a replay
+    ]
+    assert isinstance(outcomes[1], UnknownReporterError)
+    assert str(outcomes[5]) == "expected report 2, got 6: reports 2 to 5 are missing (a gap)"
+    assert str(outcomes[6]) == (
+        "expected report 3, got 1: sequence 1 was already used (a replay or rollback)"
+    )
+    assert outcomes[3] == outcomes[2]  # the stored answer, not a second grant
+    for n, answer in ((a, outcomes[2]), (b, outcomes[4])):
+        assert isinstance(answer, RenewResponse)
+        assert answer.grant is not None
+        verify_grant(
+            answer.grant,
+            custodian_keys=[CustodianPublicKey(custodian.home.public_key)],
+            lease_id="lease-1",
+            instance_id=str(n.instance_id),
+        )
+    reports, kinds = stored(custodian)
+    assert reports == sorted([(a.instance_id, 1), (a.instance_id, 2), (b.instance_id, 1)])
+    assert kinds == [*kinds_before, "usage_report", "usage_report", "usage_report"]
+
+
+class CountingPlane(ControlPlane):
+    """The real control plane, noting the size of every batch it is given."""
+
+    sizes: list[int]
+
+    def renew_batch(self, requests: Sequence[RenewalRequest]) -> list[RenewResponse | Exception]:
+        self.sizes.append(len(requests))
+        return super().renew_batch(requests)
+
+
+def test_concurrent_renewals_share_one_batch(custodian: Custodian) -> None:
+    senders = nodes(custodian, 8)
+    plane = custodian.plane
+    counting = CountingPlane.__new__(CountingPlane)
+    counting.__dict__.update(plane.__dict__)
+    counting.sizes = []
+    batcher = RenewalBatcher(counting)
+    reports = [report(n) for n in senders]
+
+    async def send_all() -> list[RenewResponse]:
+        now = custodian.clock()
+        return await asyncio.gather(*(batcher.renew(r, now=now) for r in reports))
+
+    answers = asyncio.run(send_all())
+    assert counting.sizes == [8]  # all were pending before the first batch started
+    assert all(a.grant is not None for a in answers)
+    assert len(stored(custodian)[0]) == 8
+
+
+def test_a_refused_report_in_a_batch_raises_for_its_sender_only(custodian: Custodian) -> None:
+    good, bad = nodes(custodian, 2)
+    batcher = RenewalBatcher(custodian.plane)
+    bad_report = report(bad)
+    bad_report = bad_report.model_copy(update={"signature": bytes(64)})
+
+    async def send_both() -> list[RenewResponse | BaseException]:
+        now = custodian.clock()
+        return await asyncio.gather(
+            batcher.renew(report(good), now=now),
+            batcher.renew(bad_report, now=now),
+            return_exceptions=True,
+        )
+
+    ok, refused = asyncio.run(send_both())
+    assert isinstance(ok, RenewResponse)
+    assert ok.grant is not None
+    assert type(refused).__name__ == "BadSignatureError"
+    assert stored(custodian)[0] == [(good.instance_id, 1)]
