@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -48,7 +49,13 @@ def test_serve_answers_health_and_prints_one_operator_token(tmp_path: Path) -> N
         server.send_signal(signal.SIGTERM)
         _, stderr = server.communicate(timeout=30)
     assert server.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
-    assert "Finished server process" in stderr  # after a graceful shutdown
     assert stderr.count("mlt_") == 1  # the first operator token, shown exactly once
+    logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    messages = [line["message"] for line in logged]
+    assert "Finished server process" in messages[-1]  # after a graceful shutdown
+    assert {"method": "GET", "path": "/healthz", "status": 200}.items() <= next(
+        line for line in logged if line["logger"] == "uvicorn.access"
+    ).items()
+    assert not any("mlt_" in json.dumps(line) for line in logged)  # the token is not logged
     assert (home / "custodian.sqlite3").exists()
     assert (home / "custodian.sqlite3").stat().st_size > 0

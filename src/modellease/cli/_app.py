@@ -10,6 +10,7 @@ from modellease.cli.bundle import inspect, seal, unseal
 from modellease.cli.custodian import custodian_app, keys_app
 from modellease.cli.demo import demo
 from modellease.cli.lease import lease_app, token_app, usage
+from modellease.cli.overseer import overseer_app
 
 app = typer.Typer(
     name="modellease",
@@ -23,6 +24,7 @@ app.add_typer(attest_app, name="attest")
 app.add_typer(audit_app, name="audit")
 app.add_typer(lease_app, name="lease")
 app.add_typer(token_app, name="token")
+app.add_typer(overseer_app, name="overseer")
 app.command()(seal)
 app.command()(inspect)
 app.command()(unseal)

@@ -13,6 +13,7 @@ import uvicorn
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from modellease import logs
 from modellease.cli._common import (
     HomeOption,
     PassphraseOption,
@@ -26,6 +27,7 @@ from modellease.custodian.app import create_app
 from modellease.custodian.home import CustodianHome, read_passphrase_file, resolve_home
 from modellease.custodian.service import ControlPlane
 from modellease.custodian.store import connect, default_url, migrate
+from modellease.logs import LogFormat
 
 custodian_app = typer.Typer(help="The custodian: home, identity and (later) the control plane.")
 keys_app = typer.Typer(help="The custodian's keys.")
@@ -101,8 +103,12 @@ def serve(
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8750,
+    log_format: Annotated[
+        LogFormat, typer.Option(help="Logs on standard error: one JSON object per line, or text.")
+    ] = LogFormat.JSON,
 ) -> None:
     """Run the custodian service: the node API (/v1) and the admin API (/admin/v1)."""
+    logs.configure(fmt=log_format)
     with reporting():
         loaded, unlocked = unlock_home(home, passphrase_file)
         engine = connect(db or default_url(loaded.path))
@@ -122,7 +128,7 @@ def serve(
         sweeper.start()
         out.print(f"custodian {loaded.fingerprint} serving on http://{host}:{port}")
         try:
-            uvicorn.run(create_app(plane), host=host, port=port, log_level="info")
+            uvicorn.run(create_app(plane), host=host, port=port, log_config=None)
         finally:
             stop.set()
             sweeper.join()

@@ -24,6 +24,7 @@ from modellease.errors import (
     ModelleaseError,
     StateError,
 )
+from modellease.protocol.messages import OrderNotAllowedError
 from modellease.protocol.signed import SignedDocumentError
 
 STATUS: tuple[tuple[type[Exception], int], ...] = (
@@ -32,6 +33,7 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (UnknownLeaseError, 404),
     (ledger.UnknownInstanceError, 404),
     (UnknownReporterError, 401),
+    (OrderNotAllowedError, 403),
     (SignedDocumentError, 401),
     (NonceRefusedError, 403),
     (AttestationError, 403),

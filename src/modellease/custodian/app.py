@@ -9,6 +9,8 @@ Rules:
 * every refusal is ``application/problem+json`` (RFC 9457) with the error's stable
   ``reason``; bad input is 400/401/403/404/409/429-class, never 500;
 * request bodies are capped before parsing (``MAX_BODY_SIZE``);
+* ``POST /v1/orders`` takes a kill order signed by one of the lease's overseers with its own
+  key (no bearer token: the signature is the authentication);
 * orders are pushed to connected nodes at once over server-sent events
   (``GET /v1/instances/{id}/orders``) and are in every renewal answer as well, so a node
   that missed the push learns of a kill at its next renewal at the latest.
@@ -103,6 +105,13 @@ def create_app(plane: ControlPlane, *, clock: Clock | None = None) -> FastAPI:
         signed = SignedDocument.from_json(await read_body(request, limit=MAX_BODY_SIZE))
         request_id = await run_in_threadpool(plane.request_extension_signed, signed, now=now())
         return JSONResponse({"request_id": request_id})
+
+    @app.post("/v1/orders")
+    async def overseer_order(request: Request) -> JSONResponse:
+        signed = SignedDocument.from_json(await read_body(request, limit=MAX_BODY_SIZE))
+        order = await run_in_threadpool(plane.accept_overseer_order, signed, now=now())
+        publish_order(order.lease_id, signed)
+        return JSONResponse({"order_id": order.order_id, "kind": order.kind})
 
     @app.get("/v1/leases/{lease_id}/orders")
     async def order_stream(lease_id: str, request: Request) -> StreamingResponse:

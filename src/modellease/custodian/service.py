@@ -56,20 +56,23 @@ from modellease.custodian.store import (
     TokenRow,
 )
 from modellease.errors import AttestationError, InvalidInputError
-from modellease.keys import InstanceSigningKey, Nonce, fingerprint
+from modellease.keys import CustodianPublicKey, InstanceSigningKey, Nonce, fingerprint
 from modellease.protocol import (
     EnrolRequest,
     EnrolResponse,
     ExtensionRequest,
     NonceResponse,
     Order,
+    OverseerPublicKey,
     RenewResponse,
     SignedDocument,
     format_timestamp,
     sign_message,
     verify_extension_request,
+    verify_order,
 )
-from modellease.protocol.messages import GENESIS_REPORT_SHA256
+from modellease.protocol.messages import GENESIS_REPORT_SHA256, OrderNotAllowedError
+from modellease.protocol.signed import DocumentFormatError
 
 AUTO_APPROVER = "auto-approval"  # decided_by of requests the lease's own rule approved
 AUTO_APPROVAL_WINDOW = timedelta(days=1)  # the rule's "per day" is a rolling 24 hours
@@ -383,28 +386,81 @@ class ControlPlane:
                 reason=reason,
                 issued_at=format_timestamp(now),
             )
-            self._apply_order(session, lease, order, now)
             signed = sign_message(order, signer=self._signer)
-            session.add(
-                OrderRow(
-                    id=order.order_id,
-                    lease_id=lease_id,
-                    seq=seq,
-                    instance_id=instance_id,
-                    kind=kind,
-                    signed_json=signed.to_json().decode(),
-                    issued_at=now,
-                )
-            )
-            audit.append(
-                session,
-                kind=f"order_{kind}",
-                actor=actor or self.actor,
-                lease_id=lease_id,
-                detail={"order_id": order.order_id, "instance_id": instance_id, "reason": reason},
-                now=now,
-            )
+            self._record_order(session, lease, order, signed, now=now, actor=actor or self.actor)
             return signed
+
+    def accept_overseer_order(self, signed: SignedDocument, *, now: datetime) -> Order:
+        """Apply and record a kill order signed by one of the lease's overseers themselves.
+
+        The lease is looked up from the unverified payload only to know whose keys to check;
+        nothing else is read before :func:`verify_order` has checked the signature against
+        the lease's overseer keys. Only ``kill`` is allowed. The very same order sent again
+        is answered as before; the signed document is stored and delivered as received.
+        """
+        lease_id = _claimed_lease_id(signed)
+        with self._sessions.begin() as session:
+            lease = self._locked_lease(session, lease_id)
+            overseers = [
+                OverseerPublicKey(bytes.fromhex(k)) for k in json.loads(lease.overseers_json)
+            ]
+            verified = verify_order(
+                signed,
+                custodian_keys=[CustodianPublicKey(self._signer.public_bytes())],
+                overseer_keys=overseers,
+                lease_id=lease.id,
+            )
+            if verified.issuer != "overseer":
+                raise OrderNotAllowedError(
+                    "only overseers submit signed orders; operators use the admin API"
+                )
+            order = verified.order
+            stored = session.get(OrderRow, order.order_id)
+            if stored is not None:
+                if stored.signed_json.encode() == signed.to_json():
+                    return order  # a retry
+                raise InvalidInputError(f"order id {order.order_id!r} is already used")
+            self._record_order(session, lease, order, signed, now=now, actor=signed.key_id)
+            return order
+
+    def _record_order(
+        self,
+        session: Session,
+        lease: LeaseRow,
+        order: Order,
+        signed: SignedDocument,
+        *,
+        now: datetime,
+        actor: str,
+    ) -> None:
+        """Apply a verified order, store it for renewal answers, and audit it."""
+        self._apply_order(session, lease, order, now)
+        seq = 1 + len(
+            session.scalars(select(OrderRow.id).where(OrderRow.lease_id == lease.id)).all()
+        )
+        session.add(
+            OrderRow(
+                id=order.order_id,
+                lease_id=lease.id,
+                seq=seq,
+                instance_id=order.instance_id,
+                kind=order.kind,
+                signed_json=signed.to_json().decode(),
+                issued_at=now,
+            )
+        )
+        audit.append(
+            session,
+            kind=f"order_{order.kind}",
+            actor=actor,
+            lease_id=lease.id,
+            detail={
+                "order_id": order.order_id,
+                "instance_id": order.instance_id,
+                "reason": order.reason,
+            },
+            now=now,
+        )
 
     def _apply_order(self, session: Session, lease: LeaseRow, order: Order, now: datetime) -> None:
         state = lease_state(lease)
@@ -681,3 +737,14 @@ def _store_closure(lease: LeaseRow, rows: list[InstanceRow], closure: ledger.Clo
     by_id = {r.id: r for r in rows}
     for ended in closure.ended:
         store_instance(by_id[ended.instance_id], ended)
+
+
+def _claimed_lease_id(signed: SignedDocument) -> str:
+    """The lease an order names, read before verification only to choose the keys to check."""
+    try:
+        claimed = json.loads(signed.payload).get("lease_id")
+    except (ValueError, AttributeError):
+        claimed = None
+    if not isinstance(claimed, str):
+        raise DocumentFormatError("the order names no lease")
+    return claimed
