@@ -49,6 +49,7 @@ import importlib.metadata
 import importlib.util
 import json
 import math
+import multiprocessing
 import os
 import platform
 import pwd
@@ -61,7 +62,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -73,7 +73,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from sqlalchemy import Engine, event
 
 from modellease.attestation import runtime_measurement
@@ -82,6 +81,7 @@ from modellease.custodian.app import create_app
 from modellease.custodian.home import CustodianHome
 from modellease.custodian.renewal import RenewalRequest
 from modellease.custodian.service import ControlPlane, LeaseSpec
+from modellease.custodian.serving import listening_socket, run_workers
 from modellease.custodian.store import connect, migrate
 from modellease.keys import CustodianPublicKey, DataKey
 from modellease.protocol import RenewResponse, verify_grant
@@ -107,32 +107,44 @@ class BenchError(SystemExit):
 
 
 # ================================================================== the server (--serve)
-@dataclass
-class Meter:
-    """Counters kept inside the server process, read through ``GET /bench/stats``."""
+METER_FIELDS = ("renew_calls", "batches", "renew_s", "statements", "sql_s", "commits", "commit_s")
 
-    renew_calls: int = 0
-    batches: int = 0
-    renew_s: float = 0.0
-    statements: int = 0
-    sql_s: float = 0.0
-    commits: int = 0
-    commit_s: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)  # handlers may run in threads
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    total = 0.0
+    for member in (pid, *map(int, children)):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue  # exited meanwhile
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+class Meter:
+    """Counters shared by the server's worker processes, read through ``GET /bench/stats``.
+
+    Shared memory made before the workers are forked, so each adds to the same totals.
+    """
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("fork")
+        self._values = context.RawArray("d", len(METER_FIELDS))
+        self._lock = context.Lock()
+        self._server_pid = os.getpid()
+
+    def add(self, **amounts: float) -> None:
+        with self._lock:
+            for name, amount in amounts.items():
+                self._values[METER_FIELDS.index(name)] += amount
 
     def snapshot(self) -> dict[str, float]:
-        cpu = os.times()
-        with self.lock:
-            return {
-                "cpu_s": cpu.user + cpu.system,
-                "renew_calls": self.renew_calls,
-                "batches": self.batches,
-                "renew_s": self.renew_s,
-                "statements": self.statements,
-                "sql_s": self.sql_s,
-                "commits": self.commits,
-                "commit_s": self.commit_s,
-            }
+        with self._lock:
+            values = dict(zip(METER_FIELDS, self._values, strict=True))
+        return values | {"cpu_s": tree_cpu_s(self._server_pid)}
 
 
 @dataclass
@@ -180,9 +192,7 @@ def instrument(engine: Engine, meter: Meter) -> None:
     @event.listens_for(engine, "after_cursor_execute")
     def _after(_conn: Any, cursor: Any, *_args: Any) -> None:
         elapsed = time.perf_counter() - started.pop(id(cursor), time.perf_counter())
-        with meter.lock:
-            meter.sql_s += elapsed
-            meter.statements += 1
+        meter.add(sql_s=elapsed, statements=1)
 
     commit = engine.dialect.do_commit
 
@@ -191,23 +201,23 @@ def instrument(engine: Engine, meter: Meter) -> None:
         try:
             commit(dbapi_connection)
         finally:
-            elapsed = time.perf_counter() - start
-            with meter.lock:
-                meter.commit_s += elapsed
-                meter.commits += 1
+            meter.add(commit_s=time.perf_counter() - start, commits=1)
 
     engine.dialect.do_commit = timed_commit  # type: ignore[method-assign]
 
 
-def serve(db_url: str, port: int, home_dir: Path, measurement: bytes) -> None:
-    """The custodian server for one run: fresh home, one lease, uvicorn on loopback."""
+def serve(db_url: str, port: int, home_dir: Path, measurement: bytes, workers: int) -> None:
+    """The custodian server for one run: fresh home, one lease, ``workers`` processes."""
     home = CustodianHome.init(home_dir)
     unlocked = home.unlock()
     unlocked.keys.put(BUNDLE_ID, DataKey(os.urandom(32)))
     engine = connect(db_url)
     migrate(engine)
+    ControlPlane(engine, signer=unlocked.signer, keys=unlocked.keys).create_lease(
+        bench_lease(measurement), now=datetime.now(UTC)
+    )
+    engine.dispose()  # nothing shared with the workers
     meter = Meter()
-    instrument(engine, meter)
 
     class MeteredPlane(ControlPlane):
         def renew_batch(
@@ -217,34 +227,29 @@ def serve(db_url: str, port: int, home_dir: Path, measurement: bytes) -> None:
             try:
                 return super().renew_batch(requests)
             finally:
-                elapsed = time.perf_counter() - start
-                with meter.lock:
-                    meter.renew_s += elapsed
-                    meter.renew_calls += len(requests)
-                    meter.batches += 1
+                meter.add(renew_s=time.perf_counter() - start, renew_calls=len(requests), batches=1)
 
-    plane = MeteredPlane(engine, signer=unlocked.signer, keys=unlocked.keys)
-    plane.create_lease(bench_lease(measurement), now=datetime.now(UTC))
-    app = create_app(plane)
+    def make_app() -> Any:
+        worker_engine = connect(db_url)
+        instrument(worker_engine, meter)
+        app = create_app(MeteredPlane(worker_engine, signer=unlocked.signer, keys=unlocked.keys))
 
-    @app.get("/bench/stats")
-    async def stats() -> dict[str, float]:
-        return meter.snapshot()
+        @app.get("/bench/stats")
+        async def stats() -> dict[str, float]:
+            return meter.snapshot()
 
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    config.load()  # resolve loop and protocol choices, to report them
+        return app
+
+    sock = listening_socket("127.0.0.1", port)
     ready = {
         "ready": True,
         "pid": os.getpid(),
+        "workers": workers,
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        "http": getattr(config.http_protocol_class, "__name__", str(config.http)),
+        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
     }
     print(json.dumps(ready), flush=True)
-    server.run()
-    engine.dispose()
+    run_workers(make_app, sock, workers=workers)
 
 
 @dataclass
@@ -266,12 +271,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(db_url: str, workdir: Path, measurement: bytes) -> Iterator[Server]:
+def running_server(
+    db_url: str, workdir: Path, measurement: bytes, workers: int
+) -> Iterator[Server]:
     """``python bench/custodian.py --serve ...`` in its own process; stopped with SIGINT."""
     port, home, log = free_port(), workdir / "home", workdir / "server.log"
     command = [sys.executable, str(Path(__file__).resolve()), "--serve"]
     command += ["--db", db_url, "--port", str(port), "--home", str(home)]
-    command += ["--measurement", measurement.hex()]
+    command += ["--measurement", measurement.hex(), "--workers", str(workers)]
     with log.open("wb") as err:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err)
     try:
@@ -585,7 +592,10 @@ def bench_store(
     store: str, db_url: str, workdir: Path, args: argparse.Namespace, pg_data: Path | None = None
 ) -> dict[str, Any]:
     measurement = runtime_measurement(DEFAULT_CONFIG)  # once per store, parent and server alike
-    with running_server(db_url, workdir, measurement) as server, httpx.Client() as probe:
+    with (
+        running_server(db_url, workdir, measurement, args.workers) as server,
+        httpx.Client() as probe,
+    ):
         idle = background_load()
         print(f"  {store}: background load before the run {idle:.2f} cores", flush=True)
         nodes, enrol_s = enrol_all(server, args.nodes, measurement)
@@ -777,7 +787,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['duration'] / report['rounds']:g} s each, after {report['warmup']:g} s "
         "warm-up of each. Every renewal checked (HTTP 200, and a grant whose signature "
         "verifies, or a withheld reason). The server runs in its own process "
-        f"(uvicorn, loop `{first['loop']}`, HTTP `{first['http']}`, one worker, access log "
+        f"(uvicorn, loop `{first['loop']}`, HTTP `{first['http']}`, {first['workers']} worker "
+        "process(es) on one listening socket (`custodian/serving.py`), access log "
         "off); the load generator shares the cores with it. Latency is seen by the client. "
         "CPU columns are cores busy on average over the phase; *other* is everything else "
         "on the machine (other work sharing the VM, kernel); *steal* is time the hypervisor "
@@ -836,9 +847,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--measurement", type=bytes.fromhex, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="server processes (default 2: one per core)"
+    )
     args = parser.parse_args()
     if args.serve:
-        serve(args.db, args.port, args.home, args.measurement)
+        serve(args.db, args.port, args.home, args.measurement, args.workers)
         return
     stores = [s for s in args.stores.split(",") if s]
     if unknown := set(stores) - set(STORES):
@@ -876,6 +890,7 @@ def main() -> None:
     command = (
         f"python bench/custodian.py --nodes {args.nodes} --duration {args.duration:g} "
         f"--rounds {args.rounds} --warmup {args.warmup:g} --concurrency {args.concurrency} "
+        f"--workers {args.workers} "
         f"--max-rate {args.max_rate:g} --stores {','.join(stores)}"
     )
     report: dict[str, Any] = {
@@ -885,6 +900,7 @@ def main() -> None:
         "rounds": args.rounds,
         "warmup": args.warmup,
         "concurrency": args.concurrency,
+        "workers": args.workers,
         "max_rate": args.max_rate,
         "target_per_second": TARGET_PER_S,
         "machine": info,

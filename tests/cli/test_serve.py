@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from modellease.cli import app
@@ -18,7 +19,8 @@ from modellease.testing.server import free_port
 STARTUP_TIMEOUT_S = 30.0
 
 
-def test_serve_answers_health_and_prints_one_operator_token(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_answers_health_and_prints_one_operator_token(tmp_path: Path, workers: int) -> None:
     home = tmp_path / "home"
     assert CliRunner().invoke(app, ["custodian", "init", "--home", str(home)]).exit_code == 0
     port = free_port()
@@ -32,6 +34,8 @@ def test_serve_answers_health_and_prints_one_operator_token(tmp_path: Path) -> N
         str(home),
         "--port",
         str(port),
+        "--workers",
+        str(workers),
     ]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -52,7 +56,8 @@ def test_serve_answers_health_and_prints_one_operator_token(tmp_path: Path) -> N
     assert stderr.count("mlt_") == 1  # the first operator token, shown exactly once
     logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     messages = [line["message"] for line in logged]
-    assert "Finished server process" in messages[-1]  # after a graceful shutdown
+    finished = [m for m in messages if m.startswith("Finished server process")]
+    assert len(finished) == workers  # each worker shut down gracefully
     assert {"method": "GET", "path": "/healthz", "status": 200}.items() <= next(
         line for line in logged if line["logger"] == "uvicorn.access"
     ).items()

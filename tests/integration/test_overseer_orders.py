@@ -180,3 +180,15 @@ def test_overseer_cli_makes_a_key_and_kills(custodian: Custodian, tmp_path: Path
     )
     assert refused.exit_code == 3
     assert "401 unknown_signer" in refused.output
+
+
+def test_an_order_accepted_by_another_process_is_pushed_too(custodian: Custodian) -> None:
+    """With several workers, the order may be committed by a process the node is not on."""
+    with client(custodian) as http, http.stream("GET", "/v1/leases/lease-1/orders") as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == ": connected"
+        elsewhere = custodian.plane.order(  # committed directly, not published by this app
+            lease_id="lease-1", kind="pause", instance_id=None, reason="x", now=custodian.clock()
+        )
+        pushed = next(line for line in lines if line.startswith("data: "))
+    assert pushed.removeprefix("data: ").encode() == elsewhere.to_json()

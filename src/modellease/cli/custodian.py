@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from modellease.custodian import audit, auth
 from modellease.custodian.app import create_app
 from modellease.custodian.home import CustodianHome, read_passphrase_file, resolve_home
 from modellease.custodian.service import ControlPlane
+from modellease.custodian.serving import listening_socket, run_workers
 from modellease.custodian.store import connect, default_url, migrate
 from modellease.logs import LogFormat
 
@@ -103,6 +104,9 @@ def serve(
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8750,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Server processes (one core each).")
+    ] = 1,
     log_format: Annotated[
         LogFormat, typer.Option(help="Logs on standard error: one JSON object per line, or text.")
     ] = LogFormat.JSON,
@@ -111,25 +115,28 @@ def serve(
     logs.configure(fmt=log_format)
     with reporting():
         loaded, unlocked = unlock_home(home, passphrase_file)
-        engine = connect(db or default_url(loaded.path))
+        url = db or default_url(loaded.path)
+        engine = connect(url)
         migrate(engine)
         plane = ControlPlane(engine, signer=unlocked.signer, keys=unlocked.keys)
         token = _bootstrap_operator_token(engine, plane.actor)
         if token is not None:
             err.print("first operator token (shown once, store it now):")
             err.print(token)
-        stop = threading.Event()
+        sock = listening_socket(host, port)
+        engine.dispose()  # no connection may be shared with the forked workers
 
-        def sweep() -> None:
+        def make_app() -> FastAPI:
+            worker = ControlPlane(connect(url), signer=unlocked.signer, keys=unlocked.keys)
+            return create_app(worker)
+
+        def sweep(stop: threading.Event) -> None:
             while not stop.wait(EXPIRY_SWEEP_S):
                 plane.expire(now=datetime.now(UTC))
 
-        sweeper = threading.Thread(target=sweep, name="expiry-sweep", daemon=True)
-        sweeper.start()
         out.print(f"custodian {loaded.fingerprint} serving on http://{host}:{port}")
         try:
-            uvicorn.run(create_app(plane), host=host, port=port, log_config=None)
+            run_workers(make_app, sock, workers=workers, background=sweep)
         finally:
-            stop.set()
-            sweeper.join()
+            sock.close()
             engine.dispose()

@@ -11,7 +11,8 @@ Rules:
 * request bodies are capped before parsing (``MAX_BODY_SIZE``);
 * ``POST /v1/orders`` takes a kill order signed by one of the lease's overseers with its own
   key (no bearer token: the signature is the authentication);
-* orders are pushed to connected nodes at once over server-sent events
+* orders are pushed to connected nodes at once (:mod:`~modellease.custodian.push`; orders
+  accepted by another worker process within ``ORDER_POLL_S``) over server-sent events
   (``GET /v1/instances/{id}/orders``) and are in every renewal answer as well, so a node
   that missed the push learns of a kill at its next renewal at the latest.
 """
@@ -19,7 +20,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from modellease.custodian._http import malformed, problem, read_body, status_for
 from modellease.custodian.admin_api import admin_router
 from modellease.custodian.batcher import RenewalBatcher
+from modellease.custodian.push import OrderBroadcaster
 from modellease.custodian.service import ControlPlane
 from modellease.errors import AttestationError, ModelleaseError
 from modellease.protocol import EnrolRequest, SignedDocument
@@ -41,30 +42,11 @@ ORDER_STREAM_KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from 
 Clock = Callable[[], datetime]
 
 
-class OrderBroadcaster:
-    """Fan-out of signed orders to the nodes of this process that listen for them."""
-
-    def __init__(self) -> None:
-        self._listeners: dict[str, set[asyncio.Queue[str]]] = defaultdict(set)
-
-    def subscribe(self, lease_id: str) -> asyncio.Queue[str]:
-        queue: asyncio.Queue[str] = asyncio.Queue()
-        self._listeners[lease_id].add(queue)
-        return queue
-
-    def unsubscribe(self, lease_id: str, queue: asyncio.Queue[str]) -> None:
-        self._listeners[lease_id].discard(queue)
-
-    def publish(self, lease_id: str, signed_order_json: str) -> None:
-        for queue in list(self._listeners[lease_id]):
-            queue.put_nowait(signed_order_json)
-
-
 def create_app(plane: ControlPlane, *, clock: Clock | None = None) -> FastAPI:
     """The custodian app over ``plane``; ``clock`` defaults to the system's UTC time."""
     now = clock or (lambda: datetime.now(UTC))
     app = FastAPI(title="modellease custodian", version="1", docs_url=None, redoc_url=None)
-    orders = OrderBroadcaster()
+    orders = OrderBroadcaster(plane.signed_orders)
     renewals = RenewalBatcher(plane)
     app.state.plane = plane
     app.state.orders = orders
@@ -115,7 +97,7 @@ def create_app(plane: ControlPlane, *, clock: Clock | None = None) -> FastAPI:
 
     @app.get("/v1/leases/{lease_id}/orders")
     async def order_stream(lease_id: str, request: Request) -> StreamingResponse:
-        queue = orders.subscribe(lease_id)
+        queue = await orders.subscribe(lease_id)
 
         async def events() -> AsyncIterator[str]:
             try:

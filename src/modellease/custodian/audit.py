@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Final, Self
 
-from sqlalchemy import Engine, false, func, select, update
+from sqlalchemy import Engine, false, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from modellease._hazmat import ct_equal
@@ -491,6 +491,15 @@ def _lock_log(session: Session) -> None:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AppendedEntry:
+    """Where an appended entry sits in the chain."""
+
+    seq: int
+    hash: str
+    prev_hash: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NewEntry:
     """An entry to append: what happened, who did it, to which lease, and when."""
 
@@ -509,7 +518,7 @@ def append(
     lease_id: str | None,
     detail: Mapping[str, object],
     now: datetime,
-) -> AuditEntry:
+) -> AppendedEntry:
     """Append one entry inside the caller's open transaction; it commits with the caller.
 
     Call it last, just before commit: it holds the log's write lock until then. Raises
@@ -520,7 +529,7 @@ def append(
     return append_many(session, [entry])[0]
 
 
-def append_many(session: Session, entries: Sequence[NewEntry]) -> list[AuditEntry]:
+def append_many(session: Session, entries: Sequence[NewEntry]) -> list[AppendedEntry]:
     """Append ``entries`` in order, under one take of the log's lock (see :func:`append`).
 
     Every entry is checked before the lock is taken: one bad entry appends none.
@@ -541,7 +550,8 @@ def append_many(session: Session, entries: Sequence[NewEntry]) -> list[AuditEntr
     head = GENESIS_HEAD if last is None else ChainHead(seq=last.seq, hash=last.hash)
     if head.seq > MAX_SEQ - len(entries):
         raise RuntimeError("the audit log is full")
-    rows = []
+    rows: list[dict[str, object]] = []
+    appended: list[AppendedEntry] = []
     for e, detail_json in zip(entries, details, strict=True):
         seq, at = head.seq + 1, e.at.astimezone(UTC)
         kind, actor, lease_id, prev = e.kind, e.actor, e.lease_id, head.hash
@@ -555,21 +565,21 @@ def append_many(session: Session, entries: Sequence[NewEntry]) -> list[AuditEntr
             prev_hash=prev,
         )
         rows.append(
-            AuditEntry(
-                seq=seq,
-                at=at,
-                kind=kind,
-                actor=actor,
-                lease_id=lease_id,
-                detail_json=detail_json,
-                prev_hash=prev,
-                hash=digest,
-            )
+            {
+                "seq": seq,
+                "at": at,
+                "kind": kind,
+                "actor": actor,
+                "lease_id": lease_id,
+                "detail_json": detail_json,
+                "prev_hash": prev,
+                "hash": digest,
+            }
         )
+        appended.append(AppendedEntry(seq=seq, hash=digest, prev_hash=prev))
         head = ChainHead(seq=seq, hash=digest)
-    session.add_all(rows)
-    session.flush()
-    return rows
+    session.execute(insert(AuditEntry), rows)
+    return appended
 
 
 def export_entries(engine: Engine) -> Iterator[ExportedEntry]:

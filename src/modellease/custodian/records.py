@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from modellease.custodian.ledger import InstanceState, InstanceStatus, LeaseState, LeaseTerms, Unit
 from modellease.custodian.store import InstanceRow, LeaseRow
@@ -41,7 +42,22 @@ def store_lease(row: LeaseRow, state: LeaseState) -> None:
     row.active_usage = state.active_usage
 
 
-def instance_state(row: InstanceRow) -> InstanceState:
+class InstanceFields(Protocol):
+    """What the ledger needs of an instance's row: an ORM row or a Core result row."""
+
+    id: str
+    lease_id: str
+    status: str
+    allowance: int
+    usage: int
+    grant_seq: int
+    valid_until: datetime
+    paused: bool
+    enrolled_at: datetime
+    ended_at: datetime | None
+
+
+def instance_state(row: InstanceFields) -> InstanceState:
     return InstanceState(
         instance_id=row.id,
         lease_id=row.lease_id,
@@ -56,12 +72,20 @@ def instance_state(row: InstanceRow) -> InstanceState:
     )
 
 
+def instance_values(state: InstanceState) -> dict[str, object]:
+    """The instance columns the ledger decides, as written to the store."""
+    return {
+        "status": state.status.value,
+        "allowance": state.allowance,
+        "usage": state.usage,
+        "grant_seq": state.grant_seq,
+        "valid_until": state.valid_until,
+        "paused": state.paused,
+        "ended_at": state.ended_at,
+    }
+
+
 def store_instance(row: InstanceRow, state: InstanceState) -> None:
     """Write the ledger's new instance state back into ``row``."""
-    row.status = state.status.value
-    row.allowance = state.allowance
-    row.usage = state.usage
-    row.grant_seq = state.grant_seq
-    row.valid_until = state.valid_until
-    row.paused = state.paused
-    row.ended_at = state.ended_at
+    for column, value in instance_values(state).items():
+        setattr(row, column, value)

@@ -21,16 +21,18 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import event, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from modellease._hazmat import SigningKey
 from modellease.custodian import audit, ledger
-from modellease.custodian.records import instance_state, lease_state, store_instance, store_lease
+from modellease.custodian.records import instance_state, instance_values, lease_state, store_lease
 from modellease.custodian.store import GrantRow, InstanceRow, LeaseRow, OrderRow, ReportRow
 from modellease.errors import InvalidInputError
 from modellease.keys import InstanceSigningKey
@@ -47,6 +49,7 @@ from modellease.protocol import (
 from modellease.protocol.messages import DuplicateReportError
 
 MAX_BATCH = 256  # reports per transaction: bounds the statement sizes and a batch's latency
+LAST_REPORTS_CACHED = 65_536  # instances whose last report this process keeps parsed
 
 
 class UnknownReporterError(InvalidInputError):
@@ -104,15 +107,70 @@ def usage_in_units(unit: ledger.Unit, report: UsageReport) -> int:
     return c.estimated_flops
 
 
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    """An accepted report: its stored form, parsed, and the answer it was given."""
+
+    signed: SignedDocument
+    report: UsageReport
+    response_json: str
+
+
+class _LastReports:
+    """The last accepted report of recently seen instances, parsed, in this process.
+
+    A renewal checks the new report against the previous one; parsing that one again from
+    the store costs as much as parsing the new one. An entry is used only if its instance,
+    sequence number *and* digest are those in the instance's row, read under the batch's
+    lock, so a stale or foreign entry can never be mistaken for the real predecessor: at
+    worst it is not found, and the store is read instead.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[str, int, str], _Accepted] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, instance_id: str, seq: int, digest: str) -> _Accepted | None:
+        with self._lock:
+            return self._entries.get((instance_id, seq, digest))
+
+    def put(self, instance_id: str, seq: int, digest: str, accepted: _Accepted) -> None:
+        with self._lock:
+            self._entries[(instance_id, seq, digest)] = accepted
+            self._entries.move_to_end((instance_id, seq, digest))
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+_LAST_REPORTS = _LastReports(LAST_REPORTS_CACHED)
+
+
+@dataclass(slots=True)
+class _Instance:
+    """An instance's row as the batch sees it, updated in memory as reports are accepted."""
+
+    id: str
+    lease_id: str
+    signing_key: str
+    signing_key_id: str
+    state: ledger.InstanceState
+    last_report_seq: int
+    last_report_digest: str
+    changed: bool = False
+
+
 @dataclass
 class _Batch:
-    """The rows a batch works on, loaded (and locked) once, updated in memory as it goes."""
+    """The rows a batch works on, loaded (and locked) once, written back once at the end."""
 
     leases: dict[str, LeaseRow]
-    instances: dict[str, InstanceRow]  # by signing key fingerprint
-    reports: dict[tuple[str, int], ReportRow]  # last accepted report of each instance
-    orders: dict[str, list[OrderRow]]  # by lease, in order
-    entries: list[audit.NewEntry]
+    instances: dict[str, _Instance]  # by signing key fingerprint
+    last: dict[str, _Accepted]  # by instance id: its last accepted report
+    orders: dict[str, list[tuple[str | None, SignedDocument]]]  # by lease: (instance?, order)
+    reports: list[dict[str, object]] = field(default_factory=list)  # rows to insert
+    grants: list[dict[str, object]] = field(default_factory=list)
+    entries: list[audit.NewEntry] = field(default_factory=list)
 
 
 def _load(session: Session, requests: Sequence[RenewalRequest]) -> _Batch:
@@ -127,93 +185,238 @@ def _load(session: Session, requests: Sequence[RenewalRequest]) -> _Batch:
     leases = session.scalars(
         select(LeaseRow).where(LeaseRow.id.in_(lease_ids)).order_by(LeaseRow.id).with_for_update()
     )
-    instances = session.scalars(
-        select(InstanceRow)
+    rows = session.execute(
+        select(InstanceRow.__table__)
         .where(InstanceRow.signing_key_id.in_(key_ids))
         .order_by(InstanceRow.id)
         .with_for_update()
-        .execution_options(populate_existing=True)
     ).all()
-    last = [(i.id, i.last_report_seq) for i in instances if i.last_report_seq > 0]
-    reports: Sequence[ReportRow] = []
-    if last:
-        pairs = tuple_(ReportRow.instance_id, ReportRow.seq).in_(last)
-        reports = session.scalars(select(ReportRow).where(pairs)).all()
-    orders: dict[str, list[OrderRow]] = {lease_id: [] for lease_id in lease_ids}
-    for order in session.scalars(
-        select(OrderRow).where(OrderRow.lease_id.in_(lease_ids)).order_by(OrderRow.seq)
-    ):
-        orders[order.lease_id].append(order)
+    for row in rows:
+        _INSTANCE_KEYS.put(row.signing_key_id, _KnownKey(row.id, row.lease_id, row.signing_key))
+    instances = {
+        row.signing_key_id: _Instance(
+            id=row.id,
+            lease_id=row.lease_id,
+            signing_key=row.signing_key,
+            signing_key_id=row.signing_key_id,
+            state=instance_state(row),
+            last_report_seq=row.last_report_seq,
+            last_report_digest=row.last_report_digest,
+        )
+        for row in rows
+    }
     return _Batch(
         leases={lease.id: lease for lease in leases},
-        instances={i.signing_key_id: i for i in instances},
-        reports={(r.instance_id, r.seq): r for r in reports},
-        orders=orders,
-        entries=[],
+        instances=instances,
+        last=_last_reports(session, instances.values()),
+        orders=_orders(session, lease_ids),
     )
 
 
+def _last_reports(session: Session, instances: Iterable[_Instance]) -> dict[str, _Accepted]:
+    """Each instance's last accepted report: from this process's cache, else the store."""
+    found: dict[str, _Accepted] = {}
+    missing = []
+    for i in instances:
+        if i.last_report_seq == 0:
+            continue
+        cached = _LAST_REPORTS.get(i.id, i.last_report_seq, i.last_report_digest)
+        if cached is not None:
+            found[i.id] = cached
+        else:
+            missing.append((i.id, i.last_report_seq))
+    if missing:
+        pairs = tuple_(ReportRow.instance_id, ReportRow.seq).in_(missing)
+        query = select(ReportRow.instance_id, ReportRow.signed_json, ReportRow.response_json)
+        for row in session.execute(query.where(pairs)):
+            signed = SignedDocument.from_json(row.signed_json.encode())
+            report = UsageReport.model_validate_json(signed.payload)
+            found[row.instance_id] = _Accepted(signed, report, row.response_json)
+    return found
+
+
+def _orders(
+    session: Session, lease_ids: list[str]
+) -> dict[str, list[tuple[str | None, SignedDocument]]]:
+    """Every order of these leases, in order, with the instance each names (if any)."""
+    orders: dict[str, list[tuple[str | None, SignedDocument]]] = {i: [] for i in lease_ids}
+    query = select(OrderRow.lease_id, OrderRow.instance_id, OrderRow.signed_json)
+    query = query.where(OrderRow.lease_id.in_(lease_ids)).order_by(OrderRow.seq)
+    for row in session.execute(query):
+        signed = SignedDocument.from_json(row.signed_json.encode())
+        orders[row.lease_id].append((row.instance_id, signed))
+    return orders
+
+
+@dataclass(frozen=True, slots=True)
+class _KnownKey:
+    instance_id: str
+    lease_id: str
+    signing_key: str  # hex
+
+
+class _InstanceKeys:
+    """Which instance holds which signing key, for instances this process has seen.
+
+    An instance's id, lease and signing key never change once enrolled, so this may be used
+    outside any transaction: it lets the signature of a report be checked before the batch
+    takes its locks (that check is the costliest step, and needs no shared state).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, _KnownKey] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key_id: str) -> _KnownKey | None:
+        with self._lock:
+            return self._entries.get(key_id)
+
+    def put(self, key_id: str, known: _KnownKey) -> None:
+        with self._lock:
+            self._entries[key_id] = known
+            self._entries.move_to_end(key_id)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+_INSTANCE_KEYS = _InstanceKeys(LAST_REPORTS_CACHED)
+
+Checked = UsageReport | InvalidInputError | None
+"""A report verified before the transaction, the refusal of it, or ``None`` (not yet known)."""
+
+
+def check_signature(request: RenewalRequest) -> Checked:
+    """Verify a report's signature and form without the store, if its signer is known here.
+
+    Pure apart from the key cache: call it outside the transaction. ``None`` means the
+    signer is not in this process's cache; the batch then verifies the report itself.
+    """
+    known = _INSTANCE_KEYS.get(request.signed.key_id)
+    if known is None:
+        return None
+    try:
+        return verify_report(
+            request.signed,
+            instance_key=InstanceSigningKey(bytes.fromhex(known.signing_key)),
+            lease_id=known.lease_id,
+            instance_id=known.instance_id,
+        )
+    except InvalidInputError as exc:
+        return exc
+
+
 def renew_batch(
-    session: Session, requests: Sequence[RenewalRequest], *, signer: SigningKey
+    session: Session,
+    requests: Sequence[RenewalRequest],
+    *,
+    signer: SigningKey,
+    checked: Sequence[Checked] | None = None,
 ) -> list[Outcome]:
     """Judge and record every report of ``requests`` in the caller's transaction.
 
-    Returns one outcome per request, in order. The caller commits; nothing may be answered
-    before that commit succeeds.
+    ``checked`` holds :func:`check_signature`'s result for each request, if it ran before
+    the transaction. Returns one outcome per request, in order. The caller commits; nothing
+    may be answered before that commit succeeds.
     """
     batch = _load(session, requests)
     outcomes: list[Outcome] = []
-    for request in requests:
+    for request, early in zip(requests, checked or [None] * len(requests), strict=True):
         try:
-            outcomes.append(_renew_one(session, batch, request, signer))
+            if isinstance(early, InvalidInputError):
+                raise early
+            outcomes.append(_renew_one(batch, request, signer, early))
         except InvalidInputError as exc:
             outcomes.append(exc)
-    audit.append_many(session, batch.entries)
+    _write(session, batch)
     return outcomes
 
 
+def _write(session: Session, batch: _Batch) -> None:
+    """Everything the batch decided, in a few statements: bulk inserts and updates."""
+    changed = [i for i in batch.instances.values() if i.changed]
+    if changed:
+        session.execute(
+            update(InstanceRow),
+            [
+                {
+                    "id": i.id,
+                    **instance_values(i.state),
+                    "last_report_seq": i.last_report_seq,
+                    "last_report_digest": i.last_report_digest,
+                }
+                for i in changed
+            ],
+        )
+    if batch.reports:
+        session.execute(insert(ReportRow), batch.reports)
+    if batch.grants:
+        session.execute(insert(GrantRow), batch.grants)
+    audit.append_many(session, batch.entries)
+    remember = [(i.id, i.last_report_seq, i.last_report_digest, batch.last[i.id]) for i in changed]
+
+    def cache_once_committed(_session: Session) -> None:
+        for entry in remember:
+            _LAST_REPORTS.put(*entry)
+
+    event.listen(session, "after_commit", cache_once_committed, once=True)
+
+
 def _renew_one(
-    session: Session, batch: _Batch, request: RenewalRequest, signer: SigningKey
+    batch: _Batch, request: RenewalRequest, signer: SigningKey, early: UsageReport | None
 ) -> RenewResponse:
     signed, now = request.signed, request.now
     instance = batch.instances.get(signed.key_id)
     if instance is None:
         raise UnknownReporterError("the message is signed by no enrolled instance's key")
     lease = batch.leases[instance.lease_id]
-    report = verify_report(
-        signed,
-        instance_key=InstanceSigningKey(bytes.fromhex(instance.signing_key)),
-        lease_id=lease.id,
-        instance_id=instance.id,
-    )
-    previous = batch.reports.get((instance.id, instance.last_report_seq))
-    previous_signed = SignedDocument.from_json(previous.signed_json.encode()) if previous else None
-    previous_report = (
-        UsageReport.model_validate_json(previous_signed.payload) if previous_signed else None
-    )
+    if early is not None and (early.instance_id, early.lease_id) == (instance.id, lease.id):
+        report = early  # verified before the transaction with this very instance's key
+    else:
+        report = verify_report(
+            signed,
+            instance_key=InstanceSigningKey(bytes.fromhex(instance.signing_key)),
+            lease_id=lease.id,
+            instance_id=instance.id,
+        )
+    previous = batch.last.get(instance.id)
     try:
-        check_report_chain(previous_signed, previous_report, signed, report)
+        check_report_chain(
+            previous.signed if previous else None,
+            previous.report if previous else None,
+            signed,
+            report,
+        )
     except DuplicateReportError:
         assert previous is not None  # a duplicate of nothing cannot be
         return RenewResponse.model_validate_json(previous.response_json)
     response, granted = _answer(
         batch, lease=lease, instance=instance, report=report, now=now, signer=signer
     )
-    signed_grant = response.grant
-    row = ReportRow(
-        instance_id=instance.id,
-        seq=report.seq,
-        digest=signed.digest(),
-        signed_json=signed.to_json().decode(),
-        response_json=response.model_dump_json(),
-        received_at=now,
+    digest = signed.digest()
+    response_json = response.model_dump_json()
+    batch.reports.append(
+        {
+            "instance_id": instance.id,
+            "seq": report.seq,
+            "digest": digest,
+            "signed_json": signed.to_json().decode(),
+            "response_json": response_json,
+            "received_at": now,
+        }
     )
-    session.add(row)
-    if granted is not None and signed_grant is not None:
-        session.add(grant_row(granted, signed_grant, now))
-    batch.reports[(instance.id, report.seq)] = row
-    instance.last_report_seq = report.seq
-    instance.last_report_digest = row.digest
+    if granted is not None and response.grant is not None:
+        batch.grants.append(
+            {
+                "instance_id": instance.id,
+                "seq": granted.seq,
+                "signed_json": response.grant.to_json().decode(),
+                "issued_at": now,
+            }
+        )
+    batch.last[instance.id] = _Accepted(signed, report, response_json)
+    instance.last_report_seq, instance.last_report_digest = report.seq, digest
+    instance.changed = True
     detail: dict[str, object] = {
         "instance_id": instance.id,
         "seq": report.seq,
@@ -239,23 +442,19 @@ def _answer(
     batch: _Batch,
     *,
     lease: LeaseRow,
-    instance: InstanceRow,
+    instance: _Instance,
     report: UsageReport,
     now: datetime,
     signer: SigningKey,
 ) -> tuple[RenewResponse, ledger.Grant | None]:
-    """The ledger's decision for this report, applied to the rows in memory."""
-    orders = [
-        SignedDocument.from_json(o.signed_json.encode())
-        for o in batch.orders[lease.id]
-        if o.instance_id in (None, instance.id)
-    ]
-    if lease.killed or instance.status != ledger.InstanceStatus.ACTIVE:
+    """The ledger's decision for this report, applied to the batch's rows in memory."""
+    orders = [o for target, o in batch.orders[lease.id] if target in (None, instance.id)]
+    if lease.killed or instance.state.status != ledger.InstanceStatus.ACTIVE:
         return RenewResponse(withheld="instance_ended", orders=orders), None
     usage = usage_in_units(ledger.Unit(lease.unit), report)
-    renewal = ledger.renew(lease_state(lease), instance_state(instance), usage=usage, now=now)
+    renewal = ledger.renew(lease_state(lease), instance.state, usage=usage, now=now)
     store_lease(lease, renewal.lease)
-    store_instance(instance, renewal.instance)
+    instance.state = renewal.instance
     if renewal.grant is None:
         withheld = renewal.withheld.value if renewal.withheld else None
         return RenewResponse(withheld=withheld, orders=orders), None  # type: ignore[arg-type]

@@ -42,6 +42,7 @@ from modellease.custodian.records import (
 from modellease.custodian.renewal import (
     RenewalRequest,
     UnknownReporterError,
+    check_signature,
     grant_row,
     renew_batch,
     sign_grant,
@@ -351,9 +352,10 @@ class ControlPlane:
         batch's transaction fails as a whole (a database error, a conflict with another
         writer), each report is retried alone, so one cannot fail the others.
         """
+        checked = [check_signature(r) for r in requests]  # before any lock: costly, pure
         try:
             with self._sessions.begin() as session:
-                return list(renew_batch(session, requests, signer=self._signer))
+                return list(renew_batch(session, requests, signer=self._signer, checked=checked))
         except Exception as exc:
             if len(requests) == 1:
                 return [exc]
@@ -632,6 +634,12 @@ class ControlPlane:
         """The principal holding the bearer token, or :class:`auth.AuthenticationError`."""
         with self._sessions() as session:
             return auth.authenticate(session, bearer, now=now)
+
+    def signed_orders(self, lease_id: str) -> list[str]:
+        """The canonical JSON of every order of a lease, in order (for the push channel)."""
+        with self._sessions() as session:
+            query = select(OrderRow.signed_json).where(OrderRow.lease_id == lease_id)
+            return list(session.scalars(query.order_by(OrderRow.seq)))
 
     def lease_exists(self, lease_id: str) -> bool:
         with self._sessions() as session:

@@ -268,10 +268,8 @@ class Grant(BaseModel):
 
     @model_validator(mode="after")
     def _times_in_order(self) -> Self:
-        issued, valid, hard = (
-            parse_timestamp(t) for t in (self.issued_at, self.valid_until, self.hard_expiry_at)
-        )
-        if not issued <= valid <= hard:
+        # Timestamps have one fixed-width UTC form (Timestamp), so text order is time order.
+        if not self.issued_at <= self.valid_until <= self.hard_expiry_at:
             raise ValueError("need issued_at <= valid_until <= hard_expiry_at")
         return self
 
