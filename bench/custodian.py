@@ -1,32 +1,30 @@
 """Benchmark: custodian renewals per second over HTTP on loopback, SQLite and PostgreSQL.
 
-For each store, a real custodian server runs in its own process (``--serve``, below: uvicorn
-over :func:`create_app` on a fresh custodian home, one lease, a dev policy admitting simulated
-evidence), so the server never shares a GIL with the load generator. ``--nodes`` simulated
-nodes (:class:`SimulatedNode`: simulated TEE, real keys, real crypto) enrol on the lease, then
-a pool of ``--concurrency`` clients renews as fast as it can: each renewal counts one more
-request used, signs the next chained usage report, POSTs it to ``/v1/renew`` and checks the
-answer (HTTP 200, and either a grant whose custodian signature verifies, or a ``withheld``
-reason); anything else stops the run with the error. A worker owns its nodes, so reports of
-one node are never sent concurrently.
+For each store, a real custodian server runs in its own process (``--serve``, below: a fresh
+custodian home, one lease, a dev policy admitting simulated evidence, and ``--workers``
+uvicorn processes on one socket, as ``custodian serve --workers`` runs them), so the server
+never shares a GIL with the load generator. ``--nodes`` simulated nodes
+(:class:`SimulatedNode`: simulated TEE, real keys, real crypto) enrol on the lease. Then one
+asyncio load generator keeps ``--concurrency`` keep-alive connections, each owning its share
+of the nodes (so reports of one node are never sent concurrently), and renews as fast as the
+server answers: one more request used, the next signed and chained usage report, a POST to
+``/v1/renew``. The load generator is a minimal HTTP/1.1 writer and reader, and it signs each
+phase's reports before the phase (``--max-rate`` per second of phase; unsent ones carry
+over, so no chain has a gap). Every answer is checked after the phase, off the clock (HTTP
+200, and either a grant whose custodian signature verifies, or a ``withheld`` reason);
+anything else stops the run with the error.
 
-Baseline in the same run, against the same server process: ``GET /healthz`` under the same
-client load, i.e. the HTTP stack alone (uvicorn + FastAPI + the client). The two phases run
-interleaved in ``--rounds`` rounds (healthz then renew, then renew then healthz, ...), each
-phase ``--duration / --rounds`` seconds, after ``--warmup`` untimed seconds of each, so drift
-hits both alike. Reported: requests/s, client-side latency p50/p90/p99, the ratio renewals/s
-/ healthz req/s, and where the CPU went, in cores busy on average: the server process, the
-load generator, the PostgreSQL processes, everything else on the machine (``/proc/stat``),
-and I/O wait; inside the server, time in ``ControlPlane.renew``, in SQL statements and in the
-driver's ``COMMIT`` (the server counts them; this costs microseconds). The machine's load
-from others is sampled for 3 s before and after each store, while the benchmark is idle.
-
-The load generator shares the machine's cores with the server (and PostgreSQL): on a 2-core
-machine it takes most of one. ``--client threads`` (default) runs one ``httpx.Client``
-(keep-alive) per thread; ``--client asyncio`` one ``httpx.AsyncClient`` with
-``--concurrency`` tasks. On the 2-core VM, threads drove about 3.5 times more ``/healthz``
-requests per second than asyncio (httpx's async path costs more client CPU per request), and
-2 to 16 threads gave the same throughput, more threads only longer queues; default 8.
+Baseline in the same run, against the same server: ``GET /healthz`` under the same client
+load, i.e. the HTTP stack alone. The two phases run interleaved in ``--rounds`` rounds
+(healthz then renew, then renew then healthz, ...), each ``--duration / --rounds`` seconds,
+after ``--warmup`` untimed seconds of each, so drift hits both alike. Reported: requests/s,
+client-side latency p50/p90/p99, the ratio renewals/s / healthz req/s, and where the CPU
+went, in cores busy on average: the server's processes, the load generator, the PostgreSQL
+processes, everything else on the machine (``/proc/stat``), I/O wait and steal; inside the
+server (counters shared by its workers), time in ``ControlPlane.renew_batch``, in SQL
+statements and in the driver's ``COMMIT``, reports per batch and the share of the time a
+batch was open. The machine's load from others is sampled for 3 s before and after each
+store, while the benchmark is idle.
 
 Stores: ``sqlite`` (the store's own engine: WAL, ``synchronous=FULL``, a file in a temporary
 directory); ``postgresql`` (a throwaway cluster on loopback, durable defaults: fsync and
@@ -36,9 +34,9 @@ suite's cluster; not durable, for reference only). PostgreSQL comes from Debian'
 
 Target (issue #4): >= 1,000 renewals/s on a 2-core machine (10,000 nodes at a 10 s heartbeat).
 
-Usage: ``python bench/custodian.py [--nodes 200] [--duration 20] [--rounds 4] [--warmup 2]
-[--concurrency 8] [--client threads|asyncio] [--stores sqlite,postgresql,postgresql-nofsync]``.
-Results go to ``bench/results/custodian-<YYYYMMDD>.{json,md}`` with the machine.
+Usage: ``python bench/custodian.py [--nodes 256] [--duration 20] [--rounds 4] [--warmup 2]
+[--concurrency 64] [--max-rate 4000] [--workers 2] [--stores sqlite,postgresql,...]``.
+Results go to ``bench/results/custodian-<YYYYMMDD>-w<workers>.{json,md}`` with the machine.
 """
 
 from __future__ import annotations
@@ -914,7 +912,7 @@ def main() -> None:
         return
     results_dir = HERE / "results"
     results_dir.mkdir(exist_ok=True)
-    stem = f"custodian-{datetime.now(UTC):%Y%m%d}"
+    stem = f"custodian-{datetime.now(UTC):%Y%m%d}-w{args.workers}"
     (results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     (results_dir / f"{stem}.md").write_text(markdown(report))
     print(f"results: {results_dir / stem}.{{json,md}}")

@@ -16,12 +16,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from modellease.custodian import renewal
 from modellease.custodian.batcher import RenewalBatcher
 from modellease.custodian.renewal import RenewalRequest, UnknownReporterError
 from modellease.custodian.service import ControlPlane
 from modellease.custodian.store import AuditEntry, ReportRow, connect
 from modellease.keys import CustodianPublicKey
 from modellease.protocol import RenewResponse, SignedDocument, verify_grant
+from modellease.protocol.messages import ReportChainError
+from modellease.protocol.signed import BadSignatureError
 from modellease.testing.node import SimulatedNode
 from tests.integration.custodian_server import Custodian, client, lease_spec, running_custodian
 
@@ -152,3 +155,41 @@ def test_a_refused_report_in_a_batch_raises_for_its_sender_only(custodian: Custo
     assert ok.grant is not None
     assert type(refused).__name__ == "BadSignatureError"
     assert stored(custodian)[0] == [(good.instance_id, 1)]
+
+
+def fresh_process_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What another worker process sees: no cached keys, no cached last reports."""
+    monkeypatch.setattr(renewal, "_INSTANCE_KEYS", renewal._Lru(renewal.CACHED_INSTANCES))
+    monkeypatch.setattr(renewal, "_LAST_REPORTS", renewal._Lru(renewal.CACHED_INSTANCES))
+
+
+def test_the_chain_holds_across_processes_that_do_not_share_caches(
+    custodian: Custodian, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (n,) = nodes(custodian, 1)
+    first = report(n)
+    assert isinstance(custodian.plane.renew(first, now=custodian.clock()), RenewResponse)
+    second = report(n)
+    fresh_process_caches(monkeypatch)  # the next report reaches another worker
+    assert custodian.plane.renew(second, now=custodian.clock()).grant is not None
+    fresh_process_caches(monkeypatch)
+    assert custodian.plane.renew(second, now=custodian.clock()).grant is not None  # a retry
+    fresh_process_caches(monkeypatch)
+    with pytest.raises(ReportChainError, match="sequence 1 was already used"):
+        custodian.plane.renew(first, now=custodian.clock())
+    assert stored(custodian)[0] == [(n.instance_id, 1), (n.instance_id, 2)]
+
+
+def test_a_forged_report_from_a_known_instance_is_refused_before_the_lock(
+    custodian: Custodian,
+) -> None:
+    (n,) = nodes(custodian, 1)
+    custodian.plane.renew(report(n), now=custodian.clock())  # its key is now known here
+    forged = report(n).model_copy(update={"signature": bytes(64)})
+    request = RenewalRequest(forged, custodian.clock())
+    early = renewal.check_signature(request)
+    assert isinstance(early, BadSignatureError)
+    before = stored(custodian)
+    (outcome,) = custodian.plane.renew_batch([request])
+    assert isinstance(outcome, BadSignatureError)
+    assert stored(custodian) == before

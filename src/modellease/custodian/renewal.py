@@ -16,7 +16,13 @@ Rules:
   the previous one left (a retry of a report accepted earlier in the batch gets its answer);
 * a report is stored with its answer, and its audit entry, before any answer is sent;
 * decisions are taken by the pure kernels only (``verify_report``, ``check_report_chain``,
-  the ledger); the clock is a parameter.
+  the ledger); the clock is a parameter;
+* work that needs no shared state is done before the locks: a report's signature is checked
+  by :func:`check_signature` when this process already knows its signer's key, and is used
+  only if the instance found under the lock is the one it was checked for;
+* two per-process caches save parsing (an instance's key; its last accepted report). Both
+  are keyed by what cannot change or by what the locked row says (sequence and digest), so
+  a stale entry is never used, only missed.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Generic, TypeVar
 
 from sqlalchemy import event, insert, select, tuple_, update
 from sqlalchemy.orm import Session
@@ -49,7 +56,11 @@ from modellease.protocol import (
 from modellease.protocol.messages import DuplicateReportError
 
 MAX_BATCH = 256  # reports per transaction: bounds the statement sizes and a batch's latency
-LAST_REPORTS_CACHED = 65_536  # instances whose last report this process keeps parsed
+CACHED_INSTANCES = 65_536  # instances whose key and last report this process keeps
+
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class UnknownReporterError(InvalidInputError):
@@ -116,34 +127,33 @@ class _Accepted:
     response_json: str
 
 
-class _LastReports:
-    """The last accepted report of recently seen instances, parsed, in this process.
-
-    A renewal checks the new report against the previous one; parsing that one again from
-    the store costs as much as parsing the new one. An entry is used only if its instance,
-    sequence number *and* digest are those in the instance's row, read under the batch's
-    lock, so a stale or foreign entry can never be mistaken for the real predecessor: at
-    worst it is not found, and the store is read instead.
-    """
+class _Lru(Generic[K, V]):
+    """A bounded map, least recently stored out first, safe to share between threads."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._entries: OrderedDict[tuple[str, int, str], _Accepted] = OrderedDict()
+        self._entries: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, instance_id: str, seq: int, digest: str) -> _Accepted | None:
+    def get(self, key: K) -> V | None:
         with self._lock:
-            return self._entries.get((instance_id, seq, digest))
+            return self._entries.get(key)
 
-    def put(self, instance_id: str, seq: int, digest: str, accepted: _Accepted) -> None:
+    def put(self, key: K, value: V) -> None:
         with self._lock:
-            self._entries[(instance_id, seq, digest)] = accepted
-            self._entries.move_to_end((instance_id, seq, digest))
+            self._entries[key] = value
+            self._entries.move_to_end(key)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
 
 
-_LAST_REPORTS = _LastReports(LAST_REPORTS_CACHED)
+# The last accepted report of recently seen instances, parsed, keyed by (instance id, seq,
+# digest). A renewal checks the new report against the previous one; parsing that one again
+# from the store costs as much as parsing the new one. An entry is used only if its instance,
+# sequence number *and* digest are those in the instance's row, read under the batch's lock,
+# so a stale entry can never be mistaken for the real predecessor: at worst it is not found,
+# and the store is read instead. Entries are stored only once their batch has committed.
+_LAST_REPORTS: _Lru[tuple[str, int, str], _Accepted] = _Lru(CACHED_INSTANCES)
 
 
 @dataclass(slots=True)
@@ -220,7 +230,7 @@ def _last_reports(session: Session, instances: Iterable[_Instance]) -> dict[str,
     for i in instances:
         if i.last_report_seq == 0:
             continue
-        cached = _LAST_REPORTS.get(i.id, i.last_report_seq, i.last_report_digest)
+        cached = _LAST_REPORTS.get((i.id, i.last_report_seq, i.last_report_digest))
         if cached is not None:
             found[i.id] = cached
         else:
@@ -255,32 +265,11 @@ class _KnownKey:
     signing_key: str  # hex
 
 
-class _InstanceKeys:
-    """Which instance holds which signing key, for instances this process has seen.
-
-    An instance's id, lease and signing key never change once enrolled, so this may be used
-    outside any transaction: it lets the signature of a report be checked before the batch
-    takes its locks (that check is the costliest step, and needs no shared state).
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._entries: OrderedDict[str, _KnownKey] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key_id: str) -> _KnownKey | None:
-        with self._lock:
-            return self._entries.get(key_id)
-
-    def put(self, key_id: str, known: _KnownKey) -> None:
-        with self._lock:
-            self._entries[key_id] = known
-            self._entries.move_to_end(key_id)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-
-
-_INSTANCE_KEYS = _InstanceKeys(LAST_REPORTS_CACHED)
+# Which instance holds which signing key, for instances this process has seen, by key
+# fingerprint. An instance's id, lease and signing key never change once enrolled, so this
+# may be used outside any transaction: it lets a report's signature be checked before the
+# batch takes its locks (that check is the costliest step, and needs no shared state).
+_INSTANCE_KEYS: _Lru[str, _KnownKey] = _Lru(CACHED_INSTANCES)
 
 Checked = UsageReport | InvalidInputError | None
 """A report verified before the transaction, the refusal of it, or ``None`` (not yet known)."""
@@ -353,11 +342,13 @@ def _write(session: Session, batch: _Batch) -> None:
     if batch.grants:
         session.execute(insert(GrantRow), batch.grants)
     audit.append_many(session, batch.entries)
-    remember = [(i.id, i.last_report_seq, i.last_report_digest, batch.last[i.id]) for i in changed]
+    remember = [
+        ((i.id, i.last_report_seq, i.last_report_digest), batch.last[i.id]) for i in changed
+    ]
 
     def cache_once_committed(_session: Session) -> None:
-        for entry in remember:
-            _LAST_REPORTS.put(*entry)
+        for key, accepted in remember:
+            _LAST_REPORTS.put(key, accepted)
 
     event.listen(session, "after_commit", cache_once_committed, once=True)
 
