@@ -34,7 +34,11 @@ and a one-line message. Bugs in the caller raise ``TypeError``/``ValueError``/
     │   ├── custodian.auth.AuthenticationError      no valid bearer token (HTTP 401)
     │   ├── custodian.auth.PermissionDeniedError    the role may not do this (HTTP 403)
     │   ├── custodian.service.NonceRefusedError, UnknownLeaseError
-    │   └── custodian.renewal.UnknownReporterError  a report signed by no enrolled instance
+    │   ├── custodian.renewal.UnknownReporterError  a report signed by no enrolled instance
+    │   ├── enclave.keeper.GrantRefusedError        a grant replayed, rolled back or shrinking
+    │   ├── enclave.keeper.NodeStoppedError         a grant after a kill or the hard expiry
+    │   ├── enclave.meter.AllowanceExhaustedError   a request beyond the allowance (HTTP 429)
+    │   └── cli.overseer.OverseerKeyError, OrderRefusedError
     ├── StateError                      local state forbids the operation; CLI exit 1
     │   ├── HomeExistsError
     │   ├── HomeNotFoundError

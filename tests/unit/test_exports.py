@@ -25,6 +25,7 @@ PACKAGES = [
     "modellease.keys",
     "modellease.protocol",
     "modellease.cli",
+    "modellease.enclave",
 ]
 
 
