@@ -86,6 +86,11 @@ class OpenedBundle:
     manifest: Manifest
     plaintext: bytearray = field(repr=False)
 
+    def wipe(self) -> None:
+        """Zero the plaintext in place, once the engine holds its own copy (best effort:
+        copies made elsewhere, e.g. a ``bytes`` handed to the engine, are not reached)."""
+        wipe(memoryview(self.plaintext))
+
 
 class BundleReader:
     """A bundle whose header and manifest signature have been verified.

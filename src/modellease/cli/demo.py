@@ -1,9 +1,10 @@
 """``modellease demo``: the story so far, end to end, on a real model.
 
-Today this is the custodian's half: create a home, build the digits classifier, seal it,
-inspect the bundle, unseal it, open it in memory the way the enclave will and classify
-held-out digits with onnxruntime, show that a tampered copy is refused, and appraise a
-node's (simulated) attestation evidence.
+Create a home, build the digits classifier, seal it, inspect the bundle, unseal it, open it
+in memory the way the enclave will and classify held-out digits with onnxruntime, show that
+a tampered copy is refused, appraise a node's (simulated) attestation evidence; then lease
+the model to a node that serves it through the enclave's lease keeper, meter and ONNX engine
+until it runs out of budget, is extended, and is killed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Annotated
 import httpx
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 import typer
 from rich.text import Text
 
@@ -41,8 +41,11 @@ from modellease.custodian.ledger import Unit
 from modellease.custodian.sealing import seal_model_file, unseal_bundle
 from modellease.custodian.service import ControlPlane, LeaseSpec
 from modellease.custodian.store import connect, default_url, migrate
+from modellease.enclave import AllowanceExhaustedError, LeaseKeeper, Meter
+from modellease.enclave.engines import OnnxEngine
 from modellease.errors import AttestationError, BundleIntegrityError
-from modellease.keys import InstanceKemKey, InstanceSigningKey, Nonce
+from modellease.keys import CustodianPublicKey, InstanceKemKey, InstanceSigningKey, Nonce
+from modellease.protocol import RenewResponse, SignedDocument
 from modellease.testing.digits import DigitsModel, accuracy, build_digits_model
 from modellease.testing.node import DEFAULT_CONFIG, SimulatedNode
 from modellease.testing.server import serving
@@ -96,29 +99,76 @@ def _attestation_story() -> bool:
     return result.insecure and result.kem_key == claims.kem_key
 
 
+class _Node:
+    """The demo's node: the simulated node for the wire, and the enclave's own kernels
+    (lease keeper, meter) and ONNX engine deciding and doing the work, as the node will."""
+
+    def __init__(self, wire: SimulatedNode, engine: OnnxEngine, custodian_key: bytes) -> None:
+        assert wire.instance_id is not None
+        assert wire.signed_grant is not None
+        self.wire, self.engine = wire, engine
+        self.keeper = LeaseKeeper(
+            lease_id=wire.lease_id,
+            instance_id=wire.instance_id,
+            custodian_key=CustodianPublicKey(custodian_key),
+        )
+        self.meter = Meter()
+        self._take(wire.signed_grant)
+
+    def _take(self, signed: SignedDocument) -> None:
+        grant = self.keeper.accept_grant(signed, now=datetime.now(UTC))
+        self.meter.set_allowance(grant.allowance)
+
+    def renew(self) -> RenewResponse:
+        """Report the meter's counts (signed, chained); take the new grant and the orders."""
+        usage = self.meter.usage()
+        self.wire.counters |= {"requests": usage.requests, "refusals": usage.refusals}
+        answer = self.wire.renew()
+        for order in answer.orders:
+            self.keeper.accept_order(order)
+        if answer.grant is not None:
+            self._take(answer.grant)
+        if self.keeper.must_drop_model(datetime.now(UTC)) and not self.engine.closed:
+            self.engine.close()  # killed or past the hard expiry: weights and key go
+            self.wire.data_key = None
+        return answer
+
+    def classify(self, digit: npt.NDArray[np.float32]) -> int | str:
+        """One request: admitted, reserved, run, settled; or the reason it was refused."""
+        admission = self.keeper.admission(datetime.now(UTC))
+        if not admission.allowed:
+            return f"{admission.status} {admission.reason}"
+        try:
+            reservation = self.meter.reserve(1)
+        except AllowanceExhaustedError:
+            self.renew()  # the slice ran out: ask for the next one first
+            try:
+                reservation = self.meter.reserve(1)
+            except AllowanceExhaustedError as exc:
+                return f"429 {exc.reason}"
+        label = self.engine.infer(self.engine.check({"X": digit[None, :]}))["label"][0]
+        self.meter.settle(reservation, units=1)
+        return int(label)
+
+
 def _serve_until_refused(
-    node: SimulatedNode,
-    session: ort.InferenceSession,
+    node: _Node,
     inputs: npt.NDArray[np.float32],
     labels: npt.NDArray[np.int64],
     start: int,
     limit: int,
-) -> tuple[int, int]:
-    """Classify digits one request at a time while the grant allows; renew every 5."""
+) -> tuple[int, int, str]:
+    """Classify digits one request at a time until one is refused; renew every 5."""
     served = correct = 0
     for i in range(start, start + limit):
-        assert node.grant is not None
-        if node.counters["requests"] >= node.grant.allowance:
-            node.renew()
-            if node.counters["requests"] >= node.grant.allowance:
-                break  # budget exhausted: the node refuses instead of serving
-        label = session.run(["label"], {"X": inputs[i : i + 1]})[0][0]
-        node.use(requests=1)
+        answer = node.classify(inputs[i])
+        if isinstance(answer, str):
+            return served, correct, answer
         served += 1
-        correct += int(label == labels[i])
+        correct += int(answer == labels[i])
         if served % 5 == 0:
             node.renew()
-    return served, correct
+    return served, correct, "none"
 
 
 def _lease_story(home: CustodianHome, bundle_id: str, bundle: Path, model: DigitsModel) -> bool:
@@ -155,28 +205,30 @@ def _lease_story(home: CustodianHome, bundle_id: str, bundle: Path, model: Digit
         grant = node.enrol()
         assert node.data_key is not None
         opened = open_bundle(bundle, data_key=node.data_key, trusted_custodians=[home.public_key])
-        session = ort.InferenceSession(bytes(opened.plaintext), providers=["CPUExecutionProvider"])
+        engine_ = OnnxEngine(bytes(opened.plaintext))
+        opened.wipe()  # the engine holds the model now
+        enclave = _Node(node, engine_, home.public_key)
         out.print(
             f"   instance {node.instance_id}: grant #{grant.seq} allows {grant.allowance} "
             "requests; the bundle opened in memory with the released key"
         )
         _step(11, "It serves real inferences, reporting signed usage, until the budget runs out")
-        served, correct = _serve_until_refused(
-            node, session, model.test_inputs, model.test_labels, 0, 50
+        served, correct, refused = _serve_until_refused(
+            enclave, model.test_inputs, model.test_labels, 0, 50
         )
         out.print(
             f"   served {served} classifications ({correct} correct); request {served + 1} "
-            "refused: budget exhausted"
+            f"refused by the node's meter: {refused}"
         )
-        ok = ok and served == 30
+        ok = ok and served == 30 and refused == "429 allowance_exhausted"
         _step(12, "The custodian extends the lease by 20 requests")
         plane.extend("digits-lease", units=20, now=datetime.now(UTC))
-        more, correct = _serve_until_refused(
-            node, session, model.test_inputs, model.test_labels, served, 50
+        more, correct, refused = _serve_until_refused(
+            enclave, model.test_inputs, model.test_labels, served, 50
         )
         out.print(
             f"   served {more} more ({correct} correct); the grant now allows "
-            f"{node.grant.allowance if node.grant else 0}"
+            f"{node.grant.allowance if node.grant else 0}; then {refused}"
         )
         ok = ok and more == 20
         _step(13, "The off-switch: the custodian kills the instance")
@@ -187,15 +239,13 @@ def _lease_story(home: CustodianHome, bundle_id: str, bundle: Path, model: Digit
             reason="demo: lease terminated",
             now=datetime.now(UTC),
         )
-        answer = node.renew()
-        killed = answer.withheld == "instance_ended" and any(
-            o.payload_type.endswith("order.v1+json") for o in answer.orders
-        )
-        if killed:
-            node.data_key = None  # a real node also drops the engine and wipes the weights
+        answer = enclave.renew()
+        after = enclave.classify(model.test_inputs[0])
+        killed = enclave.keeper.killed and enclave.engine.closed and after == "410 killed"
         out.print(
             f"   next renewal: no grant ({answer.withheld}); {len(answer.orders)} signed kill "
-            "order received; the node dropped its data key and serves nothing more"
+            f"order verified by the node's lease keeper; engine and data key dropped; the next "
+            f"request gets {after}"
         )
         ok = ok and killed
     engine.dispose()

@@ -32,6 +32,7 @@ from modellease.protocol import (
     Grant,
     NonceResponse,
     RenewResponse,
+    SignedDocument,
     UsageCounters,
     UsageReport,
     format_timestamp,
@@ -67,6 +68,7 @@ class SimulatedNode:
     bundle_id: str | None = None
     data_key: DataKey | None = None
     grant: Grant | None = None
+    signed_grant: SignedDocument | None = None  # the latest grant as the custodian signed it
     seq: int = 0
     previous_digest: str = GENESIS_REPORT_SHA256
     counters: dict[str, int] = field(
@@ -117,6 +119,7 @@ class SimulatedNode:
             instance_id=answer.instance_id,
         )
         self.instance_id, self.bundle_id, self.grant = answer.instance_id, grant.bundle_id, grant
+        self.signed_grant = answer.grant
         self.data_key = unwrap_data_key(
             self.kem_key,
             answer.wrapped_data_key,
@@ -172,6 +175,7 @@ class SimulatedNode:
         )
         if answer.grant is not None:
             assert self.instance_id is not None
+            self.signed_grant = answer.grant
             self.grant = verify_grant(
                 answer.grant,
                 custodian_keys=[self.custodian_key],

@@ -57,6 +57,16 @@ def test_round_trip_through_a_file_with_progress(tmp_path: Path, model_bytes: by
     assert opened.manifest == sealed.sealed.manifest
 
 
+def test_an_opened_bundle_wipes_its_plaintext(tmp_path: Path, model_bytes: bytes) -> None:
+    sealed = seal_bytes(model_bytes, key=b"\x01" * 32, bundle_id="c" * 32)
+    path = tmp_path / "m.mlbundle"
+    path.write_bytes(sealed.blob)
+    opened = open_bundle(path, data_key=sealed.key, trusted_custodians=[sealed.custodian])
+    assert opened.plaintext == model_bytes
+    opened.wipe()
+    assert opened.plaintext == bytes(len(model_bytes))
+
+
 def test_fresh_seals_differ_and_both_open(model_bytes: bytes) -> None:
     a = seal_bytes(model_bytes, key=b"\x01" * 32, bundle_id="a" * 32)
     b = seal_bytes(model_bytes, key=b"\x02" * 32, bundle_id="b" * 32)
