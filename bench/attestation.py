@@ -40,7 +40,6 @@ import importlib.metadata
 import json
 import logging
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -53,6 +52,7 @@ import cryptography
 import dcap_qvl
 from cryptography.hazmat.backends.openssl.backend import backend as openssl_backend
 
+from _common import machine, save
 from modellease._hazmat import SigningKey
 from modellease.attestation import (
     AppraisalPolicy,
@@ -160,6 +160,7 @@ def dcap_rows(tee: TeeKind, quote_name: str, now_utc: str) -> tuple[list[Row], d
                 "allowed_tees": ["sgx"],
                 "sgx": {"mrenclave": [case["mr_enclave"]]},
                 "accepted_tcb_statuses": [case["tcb_status"]],
+                "accept_evidence_collateral": True,  # the collateral travels in the evidence
             }
         )
     else:
@@ -172,6 +173,7 @@ def dcap_rows(tee: TeeKind, quote_name: str, now_utc: str) -> tuple[list[Row], d
                     "td_attributes": case["td_attributes"],
                 },
                 "accepted_tcb_statuses": [case["tcb_status"]],
+                "accept_evidence_collateral": True,
             }
         )
     collateral = dcap_qvl.QuoteCollateralV3.from_json(raw_collateral.decode("utf-8"))
@@ -344,27 +346,6 @@ def ratios(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 # ------------------------------------------------------------------ report
-def machine(cpu_set: set[int]) -> dict[str, object]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "pinned_to": sorted(cpu_set),
-        "memory_gib": round(mem_kib / MIB, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "cryptography": cryptography.__version__,
-        "openssl": openssl_backend.openssl_version_text(),
-        "dcap-qvl": importlib.metadata.version("dcap-qvl"),
-        "hostname": platform.node(),
-    }
-
-
 def table(report: dict[str, Any]) -> list[str]:
     results: dict[str, dict[str, Any]] = report["rows"]
     ratio: dict[str, dict[str, float]] = report["ratios"]
@@ -449,7 +430,12 @@ def main() -> None:
         "warmup": args.warmup,
         "target_p50_ms": TARGET_P50_MS,
         "expected_outcome": f"BindingMismatchError at {EXPECTED_STEP} (recorded vectors)",
-        "machine": machine(cpu_set),
+        "machine": machine(
+            pinned_to=sorted(cpu_set),
+            cryptography=cryptography.__version__,
+            openssl=openssl_backend.openssl_version_text(),
+            **{"dcap-qvl": importlib.metadata.version("dcap-qvl")},
+        ),
         "vectors": {"sgx": sgx_vector, "tdx": tdx_vector, "sev-snp": snp_vector},
         "rows": results,
         "ratios": ratios(results),
@@ -462,12 +448,7 @@ def main() -> None:
             f"  {tee}: appraise / raw = {r['p50']:.2f} at p50 ({r['mean']:.2f} mean), "
             f"+{r['overhead_p50_ms']:.3f} ms"
         )
-    results_dir = HERE / "results"
-    results_dir.mkdir(exist_ok=True)
-    stem = f"attestation-{datetime.now(UTC):%Y%m%d}"
-    (results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (results_dir / f"{stem}.md").write_text(markdown(report))
-    print(f"results: {results_dir / stem}.{{json,md}}")
+    save("attestation", report, markdown(report))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -39,6 +38,7 @@ import cryptography
 from cryptography.hazmat.backends.openssl.backend import backend as openssl_backend
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from _common import machine, save
 from modellease._hazmat import SigningKey
 from modellease.bundle import BundleReader, open_bundle, seal_stream
 from modellease.bundle.format import TAG_SIZE, frame_aad, frame_count, frame_nonce
@@ -216,25 +216,6 @@ def summarise(runs: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
-def machine() -> dict[str, object]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem_kib / MIB, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "cryptography": cryptography.__version__,
-        "openssl": openssl_backend.openssl_version_text(),
-        "hostname": platform.node(),
-    }
-
-
 def markdown(report: dict[str, object]) -> str:
     size = report["size_mib"]
     res: dict[str, dict[str, float]] = report["phases"]  # type: ignore[assignment]
@@ -308,19 +289,17 @@ def main() -> None:
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "size_mib": args.size_mib,
         "repeat": args.repeat,
-        "machine": machine(),
+        "machine": machine(
+            cryptography=cryptography.__version__,
+            openssl=openssl_backend.openssl_version_text(),
+        ),
         "phases": phases,
         "ratios": ratios,
         "command": f"python bench/bundle.py --size-mib {args.size_mib} --repeat {args.repeat}",
     }
     for k, v in ratios.items():
         print(f"  {k}: {v:.2f}")
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    stem = f"bundle-{datetime.now(UTC):%Y%m%d}-{args.size_mib}mib"
-    (results / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (results / f"{stem}.md").write_text(markdown(report))
-    print(f"results: {results / stem}.{{json,md}}")
+    save("bundle", report, markdown(report), variant=f"{args.size_mib}mib")
     for name in ("model.bin", "model.mlbundle"):
         (args.workdir / name).unlink(missing_ok=True)
 

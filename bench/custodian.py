@@ -49,7 +49,6 @@ import json
 import math
 import multiprocessing
 import os
-import platform
 import pwd
 import re
 import shutil
@@ -73,6 +72,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, event
 
+from _common import machine, save
 from modellease.attestation import runtime_measurement
 from modellease.custodian import ledger
 from modellease.custodian.app import create_app
@@ -357,19 +357,6 @@ def pg_version() -> str:
         return "not installed"
     found = re.search(r"\d+(\.\d+)+", out.stdout)
     return found[0] if found else out.stdout.strip()
-
-
-def code_version() -> dict[str, object]:
-    """The commit, and how many files under src/ differ from it (read-only git)."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", *args], cwd=HERE.parent, check=False, capture_output=True, text=True
-        )
-        return done.stdout.strip()
-
-    changed = [line for line in git("status", "--porcelain", "--", "src").splitlines() if line]
-    return {"commit": git("rev-parse", "--short=12", "HEAD"), "uncommitted_src_files": len(changed)}
 
 
 # ================================================================== load
@@ -704,30 +691,17 @@ def fsync_probe(directory: Path, count: int = 200) -> float:
     return 1e3 * statistics.median(times)
 
 
-def machine(workdir: Path) -> dict[str, object]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+def bench_machine(workdir: Path) -> dict[str, object]:
     versions = {
         name: importlib.metadata.version(name)
         for name in ("uvicorn", "fastapi", "httpx", "sqlalchemy", "psycopg", "cryptography")
     }
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem_kib / MIB, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
+    return machine(
         **versions,
-        "sqlite": sqlite3.sqlite_version,
-        "postgresql": pg_version(),
-        "fsync_p50_ms": round(fsync_probe(workdir), 3),
-        **code_version(),
-        "hostname": platform.node(),
-    }
+        sqlite=sqlite3.sqlite_version,
+        postgresql=pg_version(),
+        fsync_p50_ms=round(fsync_probe(workdir), 3),
+    )
 
 
 def table(report: dict[str, Any]) -> list[str]:
@@ -864,7 +838,7 @@ def main() -> None:
     try:
         if args.workdir is None and os.geteuid() == 0:
             root.chmod(0o755)  # PostgreSQL runs as its own user below this directory
-        info = machine(root)
+        info = bench_machine(root)
         print(
             f"{info['cores']} cores, {args.nodes} nodes, {args.concurrency} connections, "
             f"{args.rounds} x ({args.duration / args.rounds:g} s healthz + "
@@ -910,12 +884,7 @@ def main() -> None:
         print(line)
     if args.no_save:
         return
-    results_dir = HERE / "results"
-    results_dir.mkdir(exist_ok=True)
-    stem = f"custodian-{datetime.now(UTC):%Y%m%d}-w{args.workers}"
-    (results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (results_dir / f"{stem}.md").write_text(markdown(report))
-    print(f"results: {results_dir / stem}.{{json,md}}")
+    save("custodian", report, markdown(report), variant=f"w{args.workers}")
 
 
 if __name__ == "__main__":

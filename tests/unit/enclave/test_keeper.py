@@ -32,6 +32,7 @@ STRANGER = SigningKey.from_seed(b"\x03" * 32)
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 TTL = timedelta(seconds=30)
 HARD = timedelta(seconds=60)
+TICK = timedelta(seconds=1)  # the smallest step a timestamp can express
 
 
 def keeper() -> LeaseKeeper:
@@ -75,7 +76,7 @@ def order(
 
 
 def state(k: LeaseKeeper) -> tuple[object, ...]:
-    return (k.grant, k.killed, k.paused, k.admission(T0 + timedelta(seconds=1)))
+    return (k.grant, k.killed, k.paused, k.admission(T0 + TICK))
 
 
 def test_serving_follows_the_grant_and_its_times() -> None:
@@ -83,10 +84,10 @@ def test_serving_follows_the_grant_and_its_times() -> None:
     assert k.admission(T0).reason == "no_grant"
     k.accept_grant(grant(1), now=T0)
     assert k.admission(T0) == ADMITTED
-    assert k.grant_valid_at(T0 + TTL - timedelta(seconds=1))
+    assert k.grant_valid_at(T0 + TTL - TICK)
     lapsed = k.admission(T0 + TTL)
     assert (lapsed.allowed, lapsed.status, lapsed.reason) == (False, 503, "grant_expired")
-    assert not k.must_drop_model(T0 + TTL + HARD - timedelta(seconds=1))
+    assert not k.must_drop_model(T0 + TTL + HARD - TICK)
     k.accept_grant(grant(2, 20, at=T0 + TTL), now=T0 + TTL)  # a renewal revives serving
     assert k.admission(T0 + TTL) == ADMITTED
 
