@@ -43,6 +43,7 @@ from modellease.custodian.service import ControlPlane, LeaseSpec
 from modellease.custodian.store import connect, default_url, migrate
 from modellease.enclave import AllowanceExhaustedError, LeaseKeeper, Meter
 from modellease.enclave.engines import OnnxEngine
+from modellease.enclave.telemetry import ReportChain, counters_of
 from modellease.errors import AttestationError, BundleIntegrityError
 from modellease.keys import CustodianPublicKey, InstanceKemKey, InstanceSigningKey, Nonce
 from modellease.protocol import RenewResponse, SignedDocument
@@ -100,8 +101,8 @@ def _attestation_story() -> bool:
 
 
 class _Node:
-    """The demo's node: the simulated node for the wire, and the enclave's own kernels
-    (lease keeper, meter) and ONNX engine deciding and doing the work, as the node will."""
+    """The demo's node: the simulated node for the wire, and the enclave's own kernels (lease
+    keeper, meter, report chain) and ONNX engine deciding and doing the work, as the node will."""
 
     def __init__(self, wire: SimulatedNode, engine: OnnxEngine, custodian_key: bytes) -> None:
         assert wire.instance_id is not None
@@ -113,6 +114,9 @@ class _Node:
             custodian_key=CustodianPublicKey(custodian_key),
         )
         self.meter = Meter()
+        self.reports = ReportChain(
+            lease_id=wire.lease_id, instance_id=wire.instance_id, signer=wire.signing_key
+        )
         self._take(wire.signed_grant)
 
     def _take(self, signed: SignedDocument) -> None:
@@ -121,14 +125,14 @@ class _Node:
 
     def renew(self) -> RenewResponse:
         """Report the meter's counts (signed, chained); take the new grant and the orders."""
-        usage = self.meter.usage()
-        self.wire.counters |= {"requests": usage.requests, "refusals": usage.refusals}
-        answer = self.wire.renew()
+        now = datetime.now(UTC)
+        report = self.reports.next_report(counters_of(self.meter.usage()), now=now)
+        answer = self.wire.renew(report.to_json())
         for order in answer.orders:
             self.keeper.accept_order(order)
         if answer.grant is not None:
             self._take(answer.grant)
-        if self.keeper.must_drop_model(datetime.now(UTC)) and not self.engine.closed:
+        if self.keeper.must_drop_model(now) and not self.engine.closed:
             self.engine.close()  # killed or past the hard expiry: weights and key go
             self.wire.data_key = None
         return answer

@@ -1,5 +1,6 @@
-"""The enclave node's trust kernels: the lease keeper (may this node serve, and until when)
-and the meter (reserve before work, settle after). Pure: the node's I/O shell calls them."""
+"""The enclave node's trust kernels: the lease keeper (may this node serve, and until when),
+the meter (reserve before work, settle after) and the report chain (signed, numbered,
+chained usage). Pure: the node's I/O shell calls them."""
 
 from modellease.enclave.keeper import (
     ADMITTED,
@@ -16,6 +17,7 @@ from modellease.enclave.meter import (
     Usage,
     estimated_flops,
 )
+from modellease.enclave.telemetry import ReportChain, counters_of
 
 __all__ = [
     "ADMITTED",
@@ -26,7 +28,9 @@ __all__ = [
     "LeaseKeeper",
     "Meter",
     "NodeStoppedError",
+    "ReportChain",
     "Reservation",
     "Usage",
+    "counters_of",
     "estimated_flops",
 ]
