@@ -9,6 +9,7 @@ does group concurrent renewals (``RenewalBatcher``).
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from modellease.custodian.service import ControlPlane
 from modellease.custodian.store import AuditEntry, ReportRow, connect
 from modellease.keys import CustodianPublicKey
 from modellease.protocol import RenewResponse, SignedDocument, verify_grant
-from modellease.protocol.messages import ReportChainError
+from modellease.protocol.messages import MAX_ORDERS_PER_RESPONSE, ReportChainError
 from modellease.protocol.signed import BadSignatureError
 from modellease.testing.node import SimulatedNode
 from tests.integration.custodian_server import Custodian, client, lease_spec, running_custodian
@@ -193,3 +194,22 @@ def test_a_forged_report_from_a_known_instance_is_refused_before_the_lock(
     (outcome,) = custodian.plane.renew_batch([request])
     assert isinstance(outcome, BadSignatureError)
     assert stored(custodian) == before
+
+
+def test_a_long_order_history_still_fits_every_answer(custodian: Custodian) -> None:
+    """More orders than an answer may carry: the latest ones and every kill go in."""
+    (n,) = nodes(custodian, 1)
+    plane, now = custodian.plane, custodian.clock()
+    kinds = ["pause", "resume"] * (MAX_ORDERS_PER_RESPONSE // 2 + 5)
+    for kind in kinds:
+        plane.order(lease_id="lease-1", kind=kind, instance_id=None, reason="x", now=now)
+    kill = plane.order(
+        lease_id="lease-1", kind="kill", instance_id=n.instance_id, reason="x", now=now
+    )
+    plane.order(lease_id="lease-1", kind="pause", instance_id=None, reason="x", now=now)
+    answer = custodian.plane.renew(report(n), now=now)
+    assert len(answer.orders) == MAX_ORDERS_PER_RESPONSE
+    assert kill.to_json() in [o.to_json() for o in answer.orders]
+    seqs = [json.loads(o.payload)["seq"] for o in answer.orders]
+    assert seqs == sorted(seqs)
+    assert seqs[-1] == len(kinds) + 2  # the newest order is there

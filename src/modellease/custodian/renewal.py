@@ -53,7 +53,7 @@ from modellease.protocol import (
     sign_message,
     verify_report,
 )
-from modellease.protocol.messages import DuplicateReportError
+from modellease.protocol.messages import MAX_ORDERS_PER_RESPONSE, DuplicateReportError
 
 MAX_BATCH = 256  # reports per transaction: bounds the statement sizes and a batch's latency
 CACHED_INSTANCES = 65_536  # instances whose key and last report this process keeps
@@ -177,7 +177,7 @@ class _Batch:
     leases: dict[str, LeaseRow]
     instances: dict[str, _Instance]  # by signing key fingerprint
     last: dict[str, _Accepted]  # by instance id: its last accepted report
-    orders: dict[str, list[tuple[str | None, SignedDocument]]]  # by lease: (instance?, order)
+    orders: dict[str, list[_StoredOrder]]  # by lease, in order
     reports: list[dict[str, object]] = field(default_factory=list)  # rows to insert
     grants: list[dict[str, object]] = field(default_factory=list)
     entries: list[audit.NewEntry] = field(default_factory=list)
@@ -245,17 +245,40 @@ def _last_reports(session: Session, instances: Iterable[_Instance]) -> dict[str,
     return found
 
 
-def _orders(
-    session: Session, lease_ids: list[str]
-) -> dict[str, list[tuple[str | None, SignedDocument]]]:
-    """Every order of these leases, in order, with the instance each names (if any)."""
-    orders: dict[str, list[tuple[str | None, SignedDocument]]] = {i: [] for i in lease_ids}
-    query = select(OrderRow.lease_id, OrderRow.instance_id, OrderRow.signed_json)
+@dataclass(frozen=True, slots=True)
+class _StoredOrder:
+    instance_id: str | None  # None: the whole lease
+    kind: str
+    signed: SignedDocument
+
+
+def _orders(session: Session, lease_ids: list[str]) -> dict[str, list[_StoredOrder]]:
+    """Every order of these leases, in order."""
+    orders: dict[str, list[_StoredOrder]] = {i: [] for i in lease_ids}
+    query = select(OrderRow.lease_id, OrderRow.instance_id, OrderRow.kind, OrderRow.signed_json)
     query = query.where(OrderRow.lease_id.in_(lease_ids)).order_by(OrderRow.seq)
     for row in session.execute(query):
         signed = SignedDocument.from_json(row.signed_json.encode())
-        orders[row.lease_id].append((row.instance_id, signed))
+        orders[row.lease_id].append(_StoredOrder(row.instance_id, row.kind, signed))
     return orders
+
+
+def orders_for(stored: Sequence[_StoredOrder], instance_id: str) -> list[SignedDocument]:
+    """The orders an instance's renewal answer carries, in order.
+
+    All that apply to it, up to ``MAX_ORDERS_PER_RESPONSE``; beyond that, every kill (kill
+    is terminal, so none may be left out) and the latest of the others, which supersede the
+    older ones (a node applies pause and resume in sequence).
+    """
+    applicable = [o for o in stored if o.instance_id in (None, instance_id)]
+    if len(applicable) > MAX_ORDERS_PER_RESPONSE:
+        kills = [o for o in applicable if o.kind == "kill"][:MAX_ORDERS_PER_RESPONSE]
+        room = MAX_ORDERS_PER_RESPONSE - len(kills)
+        others = [o for o in applicable if o.kind != "kill"]
+        others = others[len(others) - room :] if room else []
+        keep = {id(o) for o in [*kills, *others]}
+        applicable = [o for o in applicable if id(o) in keep]
+    return [o.signed for o in applicable]
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,7 +462,7 @@ def _answer(
     signer: SigningKey,
 ) -> tuple[RenewResponse, ledger.Grant | None]:
     """The ledger's decision for this report, applied to the batch's rows in memory."""
-    orders = [o for target, o in batch.orders[lease.id] if target in (None, instance.id)]
+    orders = orders_for(batch.orders[lease.id], instance.id)
     if lease.killed or instance.state.status != ledger.InstanceStatus.ACTIVE:
         return RenewResponse(withheld="instance_ended", orders=orders), None
     usage = usage_in_units(ledger.Unit(lease.unit), report)
