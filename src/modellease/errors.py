@@ -46,7 +46,8 @@ and a one-line message. Bugs in the caller raise ``TypeError``/``ValueError``/
     │   ├── UnknownBundleKeyError       no data key for this bundle in the key store
     │   ├── AttesterUnavailableError    the TEE's attestation interface is missing or failed
     │   └── OutputExistsError           refusing to overwrite a file
-    └── TransportError                  I/O with a peer failed (network; later issues)
+    └── TransportError                  I/O with a peer failed
+        └── enclave.wire.CustodianRefusedError  the custodian said no (status, its reason)
 
 ``BundleIntegrityError`` is deliberately opaque: a bundle that was truncated,
 extended, reordered, spliced, re-signed, opened with the wrong data key or signed

@@ -20,10 +20,11 @@ from modellease._hazmat import KemPrivateKey, SigningKey
 from modellease.custodian.key_release import KeyUnwrapError, unwrap_data_key
 from modellease.custodian.service import within_auto_approval
 from modellease.custodian.store import InstanceRow, LeaseRow, NonceRow, connect
+from modellease.enclave.wire import CustodianRefusedError
 from modellease.keys import CustodianPublicKey
 from modellease.protocol import EnrolResponse, ExtensionRequest, SignedDocument, format_timestamp
 from modellease.protocol.signed import UnknownSignerError
-from modellease.testing.node import NodeRefused, SimulatedNode
+from modellease.testing.node import SimulatedNode
 from tests.integration.custodian_server import (
     BUNDLE_ID,
     Custodian,
@@ -127,9 +128,9 @@ def test_replayed_nonce_is_refused(custodian: Custodian) -> None:
     a.enrol(nonce=nonce)
     before = snapshot(custodian)
     b = node(custodian)
-    with pytest.raises(NodeRefused) as refused:
+    with pytest.raises(CustodianRefusedError) as refused:
         b.enrol(nonce=nonce)
-    assert (refused.value.status, refused.value.reason) == (403, "nonce_refused")
+    assert (refused.value.status, refused.value.refusal) == (403, "nonce_refused")
     assert snapshot(custodian) == before
 
 
@@ -138,9 +139,9 @@ def test_expired_nonce_is_refused(custodian: Custodian) -> None:
     nonce = n.nonce()
     custodian.clock.advance(timedelta(seconds=61))
     before = snapshot(custodian)
-    with pytest.raises(NodeRefused) as refused:
+    with pytest.raises(CustodianRefusedError) as refused:
         n.enrol(nonce=nonce)
-    assert refused.value.reason == "nonce_refused"
+    assert refused.value.refusal == "nonce_refused"
     assert snapshot(custodian) == before
 
 
@@ -152,12 +153,12 @@ def test_evidence_bound_to_other_keys_is_refused(custodian: Custodian) -> None:
     theirs = json.loads(relay.evidence_json(nonce))
     evidence["claims"] = theirs["claims"]
     before = snapshot(custodian)
-    with pytest.raises(NodeRefused) as refused:
+    with pytest.raises(CustodianRefusedError) as refused:
         relay.enrol(
             nonce=nonce,
             evidence=json.dumps(evidence, sort_keys=True, separators=(",", ":")).encode(),
         )
-    assert (refused.value.status, refused.value.reason) == (403, "binding_mismatch")
+    assert (refused.value.status, refused.value.refusal) == (403, "binding_mismatch")
     assert refused.value.problem["step"] == "8. binding"
     assert snapshot(custodian) == before
     engine = connect(custodian.engine_url)
@@ -171,9 +172,9 @@ def test_evidence_bound_to_other_keys_is_refused(custodian: Custodian) -> None:
 def test_policy_refused_measurement(custodian: Custodian) -> None:
     n = node(custodian, config=b"a modified runtime")
     before = snapshot(custodian)
-    with pytest.raises(NodeRefused) as refused:
+    with pytest.raises(CustodianRefusedError) as refused:
         n.enrol()
-    assert refused.value.reason == "measurement_rejected"
+    assert refused.value.refusal == "measurement_rejected"
     assert snapshot(custodian) == before
 
 
@@ -184,9 +185,9 @@ def test_simulated_evidence_on_a_lease_without_unsafe_allow_simulated(custodian:
     }
     custodian.plane.create_lease(lease_spec("lease-2", policy=policy), now=custodian.clock())
     n = node(custodian, "lease-2")
-    with pytest.raises(NodeRefused) as refused:
+    with pytest.raises(CustodianRefusedError) as refused:
         n.enrol()
-    assert (refused.value.reason, refused.value.problem["step"]) == (
+    assert (refused.value.refusal, refused.value.problem["step"]) == (
         "simulated_refused",
         "1. tee-allowed",
     )
@@ -215,10 +216,10 @@ def test_report_chain_attacks_are_refused(custodian: Custodian, attack: str) -> 
         third = n.signed_report()
         bad = third  # third before second: sequence 3 when 2 is expected
     before = snapshot(custodian)
-    with pytest.raises(NodeRefused) as refused:
+    with pytest.raises(CustodianRefusedError) as refused:
         n.renew(bad)
     assert refused.value.status == 400
-    assert refused.value.reason in {"report_sequence", "report_fork", "report_duplicate"}
+    assert refused.value.refusal in {"report_sequence", "report_fork", "report_duplicate"}
     assert snapshot(custodian) == before
 
 
@@ -229,9 +230,9 @@ def test_counters_going_down_are_refused(custodian: Custodian) -> None:
     n.renew()
     n.counters["requests"] = 2
     before = snapshot(custodian)
-    with pytest.raises(NodeRefused) as refused:
+    with pytest.raises(CustodianRefusedError) as refused:
         n.renew()
-    assert refused.value.reason == "counter_decreased"
+    assert refused.value.refusal == "counter_decreased"
     assert snapshot(custodian) == before
 
 
@@ -240,9 +241,9 @@ def test_usage_above_allowance_is_refused(custodian: Custodian) -> None:
     n.enrol()
     n.use(requests=11)  # the grant allowed 10
     before = snapshot(custodian)
-    with pytest.raises(NodeRefused) as refused:
+    with pytest.raises(CustodianRefusedError) as refused:
         n.renew()
-    assert (refused.value.status, refused.value.reason) == (409, "usage_above_allowance")
+    assert (refused.value.status, refused.value.refusal) == (409, "usage_above_allowance")
     assert snapshot(custodian) == before
 
 
@@ -251,9 +252,9 @@ def test_report_signed_by_an_unknown_key_is_refused(custodian: Custodian) -> Non
     n.enrol()
     stranger.instance_id = n.instance_id
     before = snapshot(custodian)
-    with pytest.raises(NodeRefused) as refused:
+    with pytest.raises(CustodianRefusedError) as refused:
         n.renew(stranger.signed_report())
-    assert (refused.value.status, refused.value.reason) == (401, "unknown_instance_key")
+    assert (refused.value.status, refused.value.refusal) == (401, "unknown_instance_key")
     assert snapshot(custodian) == before
 
 
@@ -363,9 +364,9 @@ def test_node_signed_extension_request(custodian: Custodian) -> None:
     assert lease.budget == 125
     stranger = node(custodian)
     stranger.instance_id = n.instance_id
-    with pytest.raises(NodeRefused) as refused:
+    with pytest.raises(CustodianRefusedError) as refused:
         stranger.request_extension(1, "not mine")
-    assert refused.value.reason == "unknown_instance_key"
+    assert refused.value.refusal == "unknown_instance_key"
 
 
 def test_oversized_bodies_are_refused_before_parsing(custodian: Custodian) -> None:

@@ -9,7 +9,6 @@ must never stand in for a node in production.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -24,13 +23,12 @@ from modellease.attestation import (
     runtime_measurement,
 )
 from modellease.custodian.key_release import unwrap_data_key
+from modellease.enclave.wire import CustodianClient
 from modellease.keys import CustodianPublicKey, DataKey, InstanceKemKey, InstanceSigningKey, Nonce
 from modellease.protocol import (
     EnrolRequest,
-    EnrolResponse,
     ExtensionRequest,
     Grant,
-    NonceResponse,
     RenewResponse,
     SignedDocument,
     UsageCounters,
@@ -42,16 +40,6 @@ from modellease.protocol import (
 from modellease.protocol.messages import GENESIS_REPORT_SHA256
 
 DEFAULT_CONFIG = b"modellease simulated node v1"
-
-
-class NodeRefused(Exception):  # noqa: N818 - mirrors an HTTP refusal, not a bug
-    """The custodian refused a request: ``status`` and the problem document's ``reason``."""
-
-    def __init__(self, status: int, problem: dict[str, object]) -> None:
-        super().__init__(f"{status} {problem.get('reason')}: {problem.get('detail')}")
-        self.status = status
-        self.problem = problem
-        self.reason = str(problem.get("reason"))
 
 
 @dataclass
@@ -81,17 +69,12 @@ class SimulatedNode:
     def measurement(self) -> bytes:
         return runtime_measurement(self.config)
 
-    def _post(self, path: str, content: bytes = b"") -> bytes:
-        response = self.client.post(
-            path, content=content, headers={"content-type": "application/json"}
-        )
-        if response.status_code != httpx.codes.OK:
-            raise NodeRefused(response.status_code, response.json())
-        return response.content
+    @property
+    def wire(self) -> CustodianClient:
+        return CustodianClient(self.client)
 
     def nonce(self) -> Nonce:
-        answer = NonceResponse.model_validate_json(self._post(f"/v1/leases/{self.lease_id}/nonce"))
-        return Nonce(bytes.fromhex(answer.nonce))
+        return Nonce(bytes.fromhex(self.wire.nonce(self.lease_id).nonce))
 
     def evidence_json(self, nonce: Nonce) -> bytes:
         claims = InstanceClaims.new(
@@ -109,9 +92,7 @@ class SimulatedNode:
             b'{"lease_id":"%s","nonce":"%s","evidence":%s}'
             % (self.lease_id.encode(), nonce.hex().encode(), evidence or self.evidence_json(nonce))
         )
-        answer = EnrolResponse.model_validate_json(
-            self._post("/v1/enrol", request.model_dump_json().encode())
-        )
+        answer = self.wire.enrol(request)
         grant = verify_grant(
             answer.grant,
             custodian_keys=[self.custodian_key],
@@ -163,16 +144,11 @@ class SimulatedNode:
             reason=reason,
             requested_at=format_timestamp(datetime.now(UTC)),
         )
-        answer = json.loads(
-            self._post("/v1/extensions", sign_message(request, signer=self.signing_key).to_json())
-        )
-        return str(answer["request_id"])
+        return self.wire.request_extension(sign_message(request, signer=self.signing_key).to_json())
 
     def renew(self, signed_report: bytes | None = None) -> RenewResponse:
         """Send a report (the next one by default); verify and keep any new grant."""
-        answer = RenewResponse.model_validate_json(
-            self._post("/v1/renew", signed_report or self.signed_report())
-        )
+        answer = self.wire.renew(signed_report or self.signed_report())
         if answer.grant is not None:
             assert self.instance_id is not None
             self.signed_grant = answer.grant
