@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -100,3 +102,23 @@ def test_migrations_match_the_models(store_url: str) -> None:
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     engine.dispose()
+
+
+def test_sqlite_transactions_take_the_write_lock_when_they_begin(tmp_path: Path) -> None:
+    """So a transaction that reads, then writes, never loses a race it cannot retry."""
+    path = tmp_path / "store.sqlite3"
+    engine = connect(f"sqlite+pysqlite:///{path}")
+    migrate(engine)
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        # Nothing is executed inside: a deferred BEGIN would hold no lock yet.
+        with (
+            engine.begin(),
+            pytest.raises(sqlite3.OperationalError, match="database is locked"),
+        ):
+            other.execute("BEGIN IMMEDIATE")
+        other.execute("BEGIN IMMEDIATE")  # released at commit
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+        engine.dispose()
