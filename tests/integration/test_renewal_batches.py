@@ -213,3 +213,22 @@ def test_a_long_order_history_still_fits_every_answer(custodian: Custodian) -> N
     seqs = [json.loads(o.payload)["seq"] for o in answer.orders]
     assert seqs == sorted(seqs)
     assert seqs[-1] == len(kinds) + 2  # the newest order is there
+
+
+def test_a_cache_left_behind_by_another_worker_is_never_trusted(
+    custodian: Custodian, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker A cached report 1; worker B accepted report 2; A must read report 2 itself."""
+    (n,) = nodes(custodian, 1)
+    now = custodian.clock()
+    custodian.plane.renew(report(n), now=now)
+    worker_a = (renewal._INSTANCE_KEYS, renewal._LAST_REPORTS)  # holds report 1
+    fresh_process_caches(monkeypatch)
+    second = report(n)
+    custodian.plane.renew(second, now=now)  # on worker B
+    monkeypatch.setattr(renewal, "_INSTANCE_KEYS", worker_a[0])
+    monkeypatch.setattr(renewal, "_LAST_REPORTS", worker_a[1])
+    retry = custodian.plane.renew(second, now=now)  # back on A: a retry, not a replay
+    assert retry.grant is not None
+    assert custodian.plane.renew(report(n), now=now).grant is not None  # and the chain goes on
+    assert [seq for _, seq in stored(custodian)[0]] == [1, 2, 3]

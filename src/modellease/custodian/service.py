@@ -400,7 +400,7 @@ class ControlPlane:
         the lease's overseer keys. Only ``kill`` is allowed. The very same order sent again
         is answered as before; the signed document is stored and delivered as received.
         """
-        lease_id = _claimed_lease_id(signed)
+        lease_id = _unverified_lease_id(signed)
         with self._sessions.begin() as session:
             lease = self._locked_lease(session, lease_id)
             overseers = [
@@ -747,7 +747,7 @@ def _store_closure(lease: LeaseRow, rows: list[InstanceRow], closure: ledger.Clo
         store_instance(by_id[ended.instance_id], ended)
 
 
-def _claimed_lease_id(signed: SignedDocument) -> str:
+def _unverified_lease_id(signed: SignedDocument) -> str:
     """The lease an order names, read before verification only to choose the keys to check."""
     try:
         claimed = json.loads(signed.payload).get("lease_id")
