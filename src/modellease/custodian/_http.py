@@ -1,17 +1,10 @@
-"""What both custodian routers share: problem+json refusals, status codes, capped bodies.
+"""What both custodian routers share: the HTTP status of each refusal.
 
-* every refusal is ``application/problem+json`` (RFC 9457) carrying the error's ``reason``;
-* the status comes from one table, most specific error first; anything unknown is a 500;
-* a request body is refused once it passes its limit, before it is parsed.
+The status comes from one table, most specific error first; anything unknown is a 500.
+The problem+json plumbing itself is :mod:`modellease._http`, shared with the node.
 """
 
 from __future__ import annotations
-
-from typing import Any
-
-from fastapi import Request
-from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
 from modellease.custodian import ledger
 from modellease.custodian.auth import AuthenticationError, PermissionDeniedError
@@ -46,37 +39,5 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
 )
 
 
-def problem(status: int, reason: str, detail: str, **extra: Any) -> JSONResponse:  # noqa: ANN401
-    body = {
-        "type": f"urn:modellease:problem:{reason}",
-        "title": reason,
-        "status": status,
-        "detail": detail,
-        "reason": reason,
-        **extra,
-    }
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
-
-
 def status_for(exc: ModelleaseError) -> int:
     return next((code for kind, code in STATUS if isinstance(exc, kind)), 500)
-
-
-def malformed(exc: ValidationError) -> JSONResponse:
-    """A request that does not match its wire model: 400 naming the first bad field."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "body"
-    return problem(400, "malformed_request", f"{where}: {first['msg']}")
-
-
-async def read_body(request: Request, *, limit: int) -> bytes:
-    """The request body, refused as soon as it is (or is declared to be) over ``limit``."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise LimitExceededError(f"request body larger than {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise LimitExceededError(f"request body larger than {limit} bytes")
-    return bytes(body)

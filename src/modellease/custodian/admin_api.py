@@ -55,8 +55,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, Va
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute, Match
 
+from modellease._http import malformed, problem, read_body
 from modellease.custodian import ledger
-from modellease.custodian._http import malformed, problem, read_body, status_for
+from modellease.custodian._http import status_for
 from modellease.custodian.auth import (
     AuthenticationError,
     Permission,

@@ -28,7 +28,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from modellease.custodian._http import malformed, problem, read_body, status_for
+from modellease._http import malformed, problem, read_body
+from modellease.custodian._http import status_for
 from modellease.custodian.admin_api import admin_router
 from modellease.custodian.batcher import RenewalBatcher
 from modellease.custodian.push import OrderBroadcaster

@@ -26,10 +26,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:  # noqa: ANN401 - any ASGI application
-    """Serve ``app`` on ``http://127.0.0.1:<port>`` until the block ends; yield the URL."""
+def serving(app: Any, *, lifespan: bool = False) -> Iterator[str]:  # noqa: ANN401 - any ASGI app
+    """Serve ``app`` on ``http://127.0.0.1:<port>`` until the block ends; yield the URL.
+
+    ``lifespan`` runs the app's startup and shutdown (the node's renewer lives there)."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on" if lifespan else "off"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="modellease-server", daemon=True)
     thread.start()

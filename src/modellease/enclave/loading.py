@@ -1,0 +1,44 @@
+"""Decrypting a verified bundle straight into the engine that serves it.
+
+Rules: plaintext goes to memory only (a ``bytearray`` for tensor models, a sealed memory
+file for language models), is checked against the manifest's SHA-256 while decrypting,
+and our buffer is wiped as soon as the engine holds the model, or on any failure. What is
+left is the engine's own copy, dropped by ``close()`` (best effort: onnxruntime and
+llama.cpp free their memory without zeroing it, and a ``bytes`` copy handed to
+onnxruntime cannot be wiped from Python; documented in docs/threat-model.md).
+"""
+
+from __future__ import annotations
+
+from modellease.bundle import BundleReader
+from modellease.bundle._io import wipe
+from modellease.enclave.engines.llama import DEFAULT_CONTEXT, LlamaEngine, sealed_memfd
+from modellease.enclave.engines.onnx import OnnxEngine
+from modellease.errors import ModelFileError
+from modellease.keys import DataKey
+
+Engine = OnnxEngine | LlamaEngine
+
+
+def load_engine(
+    reader: BundleReader,
+    *,
+    data_key: DataKey,
+    context: int = DEFAULT_CONTEXT,
+    threads: int | None = None,
+) -> Engine:
+    """Decrypt ``reader``'s model with ``data_key`` and hand it to the engine for its format."""
+    model = reader.manifest.model
+    if model.format == "onnx":
+        plaintext = bytearray(model.size)
+        try:
+            reader.decrypt_into(plaintext, data_key=data_key)
+            return OnnxEngine(bytes(plaintext))
+        finally:
+            wipe(memoryview(plaintext))
+    if model.format == "gguf":
+        memfd = sealed_memfd(
+            model.size, lambda mapped: reader.decrypt_into(mapped, data_key=data_key)
+        )
+        return LlamaEngine(memfd, name=model.name, context=context, threads=threads)
+    raise ModelFileError(f"no engine serves {model.format} models yet (onnx and gguf do)")

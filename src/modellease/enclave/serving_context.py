@@ -1,0 +1,53 @@
+"""What every node route needs: the booted node, its runtime, the clock, the lease's unit,
+and a way to wake the renewer when a request leaves the slice low."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from modellease.enclave.boot import BootedNode
+from modellease.enclave.meter import AllowanceExhaustedError, Reservation
+from modellease.enclave.renewer import Renewer
+from modellease.enclave.runtime import NodeRuntime
+
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class ServingContext:
+    node: BootedNode
+    now: Clock
+    renewers: list[Renewer] = field(default_factory=list)
+
+    @property
+    def runtime(self) -> NodeRuntime:
+        return self.node.runtime
+
+    @property
+    def unit(self) -> str:
+        grant = self.runtime.keeper.grant
+        return str(grant.unit) if grant is not None else "requests"
+
+    @property
+    def model_name(self) -> str:
+        return self.node.manifest.model.name
+
+    def begin(self, units: int) -> Reservation:
+        """Admit and reserve (see :meth:`NodeRuntime.begin`); a refusal for lack of
+        allowance wakes the renewer: the next slice, or an extension, is asked for at once."""
+        try:
+            return self.runtime.begin(units, now=self.now())
+        except AllowanceExhaustedError:
+            self._wake()
+            raise
+
+    def after_request(self) -> None:
+        """Wake the renewer if the slice is low: the next slice is asked for at once."""
+        if self.runtime.slice_low():
+            self._wake()
+
+    def _wake(self) -> None:
+        for renewer in self.renewers:
+            renewer.poke()

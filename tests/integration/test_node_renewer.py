@@ -1,0 +1,148 @@
+"""The renewer against a real custodian: it files an extension when the budget runs dry,
+takes the next slice once approved, retries with backoff while the custodian is away, and
+refuses orders nobody trusted signed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from modellease._hazmat import SigningKey
+from modellease.custodian.store import ExtensionRequestRow, connect
+from modellease.enclave.renewer import Renewer, renewal_interval
+from modellease.enclave.wire import CustodianClient
+from modellease.protocol import Order, format_timestamp, sign_message
+from modellease.testing.digits import DigitsModel
+from modellease.testing.server import free_port
+from tests.integration.custodian_server import Custodian, running_custodian
+from tests.integration.node_harness import (
+    Sealed,
+    boot_node,
+    lease_for,
+    node_config,
+    running_node,
+    seal,
+)
+
+DEADLINE_S = 10.0  # generous: a correctness bound, not a performance claim
+POLL_S = 0.01
+
+
+@pytest.fixture
+def custodian(tmp_path: Path) -> Iterator[Custodian]:
+    with running_custodian(tmp_path, f"sqlite+pysqlite:///{tmp_path / 'c.sqlite3'}") as c:
+        yield c
+
+
+@pytest.fixture
+def sealed(custodian: Custodian, digits_model: DigitsModel, tmp_path: Path) -> Sealed:
+    return seal(custodian, digits_model.onnx, tmp_path, name="digits", suffix=".onnx")
+
+
+def wait(condition: object) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(POLL_S)
+
+
+def pending_extensions(custodian: Custodian) -> list[ExtensionRequestRow]:
+    engine = connect(custodian.engine_url)
+    with Session(engine) as s:
+        rows = list(
+            s.scalars(sa.select(ExtensionRequestRow).where(ExtensionRequestRow.status == "pending"))
+        )
+    engine.dispose()
+    return rows
+
+
+def test_an_exhausted_budget_files_one_extension_and_serving_resumes_once_approved(
+    custodian: Custodian, sealed: Sealed, digits_model: DigitsModel
+) -> None:
+    config = node_config(custodian)
+    lease = lease_for(custodian, sealed, config, budget=10, slice_size=10)
+    booted = boot_node(custodian, sealed, config, lease)
+    row = {"inputs": {"X": digits_model.test_inputs[:1].tolist()}}
+    with running_node(custodian, booted) as node, httpx.Client(base_url=node.url) as http:
+        for _ in range(10):
+            assert http.post("/v1/infer", json=row).status_code == 200
+        refused = http.post("/v1/infer", json=row)
+        assert (refused.status_code, refused.json()["reason"]) == (429, "allowance_exhausted")
+        wait(lambda: len(pending_extensions(custodian)) == 1)
+        request = pending_extensions(custodian)[0]
+        assert (request.instance_id, request.units) == (booted.runtime.instance_id, 10)
+        custodian.plane.decide_extension(request.id, approve=True, now=custodian.clock())
+        node.renewer.poke()
+        wait(lambda: http.post("/v1/infer", json=row).status_code == 200)
+    assert booted.runtime.meter.usage().allowance == 20
+    assert pending_extensions(custodian) == []
+
+
+def test_renewals_back_off_while_the_custodian_is_away_and_nothing_is_lost(
+    custodian: Custodian, sealed: Sealed, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = node_config(custodian)
+    booted = boot_node(custodian, sealed, config, lease_for(custodian, sealed, config))
+    runtime = booted.runtime
+    nowhere = f"http://127.0.0.1:{free_port()}"
+
+    async def scenario() -> Renewer:
+        with httpx.Client(base_url=nowhere, timeout=1.0) as http:
+            async with httpx.AsyncClient(base_url=nowhere, timeout=1.0) as orders:
+                renewer = Renewer(
+                    runtime, CustodianClient(http), orders=orders, clock=custodian.clock
+                )
+                renewer.start()
+                renewer.poke()
+                while renewer.failures < 3:
+                    await asyncio.sleep(POLL_S)
+                await renewer.stop()
+                return renewer
+
+    with caplog.at_level(logging.WARNING, logger="modellease.node"):
+        renewer = asyncio.run(scenario())
+    assert renewer.renewals == 0
+    assert "renewal failed" in caplog.text
+    assert "order stream lost" in caplog.text
+    unanswered = runtime.report(now=custodian.clock())
+    assert unanswered.to_json() == runtime.report(now=custodian.clock()).to_json()
+    with httpx.Client(base_url=custodian.url) as http:  # the custodian is back: same report
+        answer = CustodianClient(http).renew(unanswered.to_json())
+    runtime.answered(unanswered, answer, now=custodian.clock())
+    assert runtime.chain.seq == 1
+
+
+def test_an_order_signed_by_a_stranger_is_refused_and_changes_nothing(
+    custodian: Custodian, sealed: Sealed, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = node_config(custodian)
+    booted = boot_node(custodian, sealed, config, lease_for(custodian, sealed, config))
+    forged = Order(
+        order_id="forged-1",
+        lease_id="lease-node",
+        seq=1,
+        kind="kill",
+        scope="lease",
+        reason="not the custodian",
+        issued_at=format_timestamp(custodian.clock()),
+    )
+    signed = sign_message(forged, signer=SigningKey.generate())
+    with running_node(custodian, booted) as node, caplog.at_level(logging.WARNING):
+        node.renewer._take_order(signed.to_json())
+        assert not booted.runtime.keeper.killed
+        assert not booted.engine.closed
+    assert "order refused" in caplog.text
+
+
+def test_the_renewal_interval_is_a_third_of_the_grant(custodian: Custodian, sealed: Sealed) -> None:
+    config = node_config(custodian)
+    booted = boot_node(custodian, sealed, config, lease_for(custodian, sealed, config))
+    assert renewal_interval(booted.runtime) == pytest.approx(10.0)
