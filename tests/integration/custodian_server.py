@@ -12,12 +12,10 @@ import httpx
 
 from modellease.attestation import runtime_measurement
 from modellease.custodian import ledger
-from modellease.custodian.app import create_app
 from modellease.custodian.home import CustodianHome
 from modellease.custodian.service import ControlPlane, LeaseSpec
-from modellease.custodian.store import connect, migrate
 from modellease.testing.node import DEFAULT_CONFIG
-from modellease.testing.server import serving
+from modellease.testing.stage import Stage, custodian_stage
 
 BUNDLE_ID = "ab" * 16
 
@@ -42,6 +40,7 @@ class Custodian:
     home: CustodianHome
     clock: Clock
     engine_url: str
+    stage: Stage
 
 
 def dev_policy(config: bytes = DEFAULT_CONFIG) -> dict[str, object]:
@@ -69,18 +68,17 @@ def lease_spec(lease_id: str = "lease-1", **extra: object) -> LeaseSpec:
 
 @contextmanager
 def running_custodian(tmp: Path, store_url: str) -> Iterator[Custodian]:
-    home = CustodianHome.init(tmp / "home")
-    unlocked = home.unlock()
-    unlocked.keys.put(BUNDLE_ID, b"\x07" * 32)  # type: ignore[arg-type]
-    engine = connect(store_url)
-    migrate(engine)
     clock = Clock(datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
-    plane = ControlPlane(engine, signer=unlocked.signer, keys=unlocked.keys)
-    try:
-        with serving(create_app(plane, clock=clock)) as url:
-            yield Custodian(url=url, plane=plane, home=home, clock=clock, engine_url=store_url)
-    finally:
-        engine.dispose()
+    with custodian_stage(tmp / "home", store=store_url, clock=clock) as stage:
+        stage.unlocked.keys.put(BUNDLE_ID, b"\x07" * 32)  # type: ignore[arg-type]
+        yield Custodian(
+            url=stage.url,
+            plane=stage.plane,
+            home=stage.home,
+            clock=clock,
+            engine_url=store_url,
+            stage=stage,
+        )
 
 
 def client(custodian: Custodian) -> httpx.Client:

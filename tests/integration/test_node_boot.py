@@ -15,7 +15,7 @@ from modellease.custodian.sealing import seal_model_file
 from modellease.custodian.store import InstanceRow, connect
 from modellease.enclave.boot import BundleMismatchError
 from modellease.enclave.wire import CustodianRefusedError
-from modellease.errors import BundleIntegrityError
+from modellease.errors import BundleIntegrityError, ModelFileError
 from modellease.testing.digits import DigitsModel
 from tests.integration.custodian_server import Custodian, running_custodian
 from tests.integration.node_harness import (
@@ -102,3 +102,12 @@ def test_a_node_with_another_configuration_is_refused_at_enrolment(
         boot_node(custodian, sealed, other, lease)
     assert (refused.value.status, refused.value.refusal) == (403, "measurement_rejected")
     assert instances(custodian) == 0
+
+
+def test_a_model_format_no_engine_serves_is_refused(custodian: Custodian, tmp_path: Path) -> None:
+    header = b'{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    safetensors = len(header).to_bytes(8, "little") + header + b"\x00" * 4
+    sealed = seal(custodian, safetensors, tmp_path, name="st", suffix=".safetensors")
+    config = node_config(custodian)
+    with pytest.raises(ModelFileError, match="no engine serves safetensors"):
+        boot_node(custodian, sealed, config, lease_for(custodian, sealed, config))

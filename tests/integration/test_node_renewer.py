@@ -5,6 +5,7 @@ refuses orders nobody trusted signed."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -13,15 +14,18 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from modellease._hazmat import SigningKey
 from modellease.custodian.store import ExtensionRequestRow, connect
 from modellease.enclave.renewer import Renewer, renewal_interval
+from modellease.enclave.runtime import NodeRuntime
 from modellease.enclave.wire import CustodianClient
-from modellease.protocol import Order, format_timestamp, sign_message
+from modellease.protocol import Grant, Order, RenewResponse, format_timestamp, sign_message
 from modellease.testing.digits import DigitsModel
-from modellease.testing.server import free_port
+from modellease.testing.server import free_port, serving
 from tests.integration.custodian_server import Custodian, running_custodian
 from tests.integration.node_harness import (
     Sealed,
@@ -116,7 +120,7 @@ def test_renewals_back_off_while_the_custodian_is_away_and_nothing_is_lost(
     assert unanswered.to_json() == runtime.report(now=custodian.clock()).to_json()
     with httpx.Client(base_url=custodian.url) as http:  # the custodian is back: same report
         answer = CustodianClient(http).renew(unanswered.to_json())
-    runtime.answered(unanswered, answer, now=custodian.clock())
+    runtime.answered(answer, now=custodian.clock())
     assert runtime.chain.seq == 1
 
 
@@ -146,3 +150,97 @@ def test_the_renewal_interval_is_a_third_of_the_grant(custodian: Custodian, seal
     config = node_config(custodian)
     booted = boot_node(custodian, sealed, config, lease_for(custodian, sealed, config))
     assert renewal_interval(booted.runtime) == pytest.approx(10.0)
+
+
+def meddling_proxy(upstream: str, *, forge: bool, refuse_extensions: bool) -> FastAPI:
+    """A man in the middle on the custodian's path: it forwards renewals, optionally swapping
+    the grant for one a stranger signed (with more allowance), and may refuse extensions."""
+    app = FastAPI()
+    stranger = SigningKey.generate()
+
+    @app.post("/v1/renew")
+    async def renew(request: Request) -> Response:
+        async with httpx.AsyncClient(base_url=upstream) as http:
+            real = await http.post("/v1/renew", content=await request.body())
+        answer = RenewResponse.model_validate_json(real.content)
+        if forge and answer.grant is not None:
+            fields = json.loads(answer.grant.payload)
+            fields["allowance"] = str(int(fields["allowance"]) + 1000)
+            forged = sign_message(Grant.model_validate(fields), signer=stranger)
+            answer = RenewResponse(grant=forged, orders=answer.orders)
+        return Response(answer.model_dump_json(), media_type="application/json")
+
+    @app.post("/v1/extensions")
+    async def extensions() -> JSONResponse:
+        if refuse_extensions:
+            return JSONResponse({"reason": "unavailable", "detail": "down"}, status_code=503)
+        raise AssertionError("not used")
+
+    return app
+
+
+def renew_through(runtime: NodeRuntime, proxy: str, custodian: Custodian) -> Renewer:
+    async def once() -> Renewer:
+        with httpx.Client(base_url=proxy, timeout=10.0) as http:
+            renewer = Renewer(
+                runtime,
+                CustodianClient(http),
+                orders=httpx.AsyncClient(base_url=custodian.url),
+                clock=custodian.clock,
+            )
+            assert await renewer.renew_once()
+            await renewer.stop()
+            return renewer
+
+    return asyncio.run(once())
+
+
+def test_a_grant_forged_on_the_way_is_refused_and_the_node_keeps_its_own(
+    custodian: Custodian, sealed: Sealed, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = node_config(custodian)
+    booted = boot_node(custodian, sealed, config, lease_for(custodian, sealed, config))
+    runtime = booted.runtime
+    with (
+        serving(meddling_proxy(custodian.url, forge=True, refuse_extensions=False)) as proxy,
+        caplog.at_level(logging.WARNING, logger="modellease.node"),
+    ):
+        renewer = renew_through(runtime, proxy, custodian)
+    assert renewer.renewals == 1
+    assert "custodian answer refused" in caplog.text
+    assert runtime.grant.seq == 1
+    assert runtime.meter.usage().allowance == 10
+
+
+def test_a_refused_extension_request_is_logged_and_changes_nothing(
+    custodian: Custodian, sealed: Sealed, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = node_config(custodian)
+    lease = lease_for(custodian, sealed, config, budget=10, slice_size=10)
+    runtime = boot_node(custodian, sealed, config, lease).runtime
+    runtime.finish(runtime.begin(10, now=custodian.clock()), units=10)
+    with (
+        serving(meddling_proxy(custodian.url, forge=False, refuse_extensions=True)) as proxy,
+        caplog.at_level(logging.WARNING, logger="modellease.node"),
+    ):
+        renew_through(runtime, proxy, custodian)
+    assert "extension request failed" in caplog.text
+    assert pending_extensions(custodian) == []
+    assert runtime.extension_request(now=custodian.clock()) is None  # asked once already
+
+
+def test_an_order_seen_twice_is_applied_once(custodian: Custodian, sealed: Sealed) -> None:
+    config = node_config(custodian)
+    booted = boot_node(custodian, sealed, config, lease_for(custodian, sealed, config))
+    pause = custodian.plane.order(
+        lease_id="lease-node",
+        kind="pause",
+        instance_id=None,
+        reason="maintenance",
+        now=custodian.clock(),
+    )
+    with running_node(custodian, booted) as node:
+        node.renewer._take_order(pause.to_json())
+        node.renewer._take_order(pause.to_json())
+        assert node.renewer.orders_received == 1
+        assert booted.runtime.keeper.paused

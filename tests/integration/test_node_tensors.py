@@ -29,7 +29,7 @@ from tests.integration.node_harness import (
     Sealed,
     admin_order,
     boot_node,
-    dev_policy_for,
+    dev_policy,
     lease_for,
     node_config,
     running_node,
@@ -204,9 +204,7 @@ def test_the_dead_mans_switch_stops_serving_then_drops_the_model(
         assert not booted.engine.closed
         with httpx.Client(base_url=custodian.url) as chttp:  # the custodian answers again
             report = runtime.report(now=custodian.clock())
-            runtime.answered(
-                report, CustodianClient(chttp).renew(report.to_json()), now=custodian.clock()
-            )
+            runtime.answered(CustodianClient(chttp).renew(report.to_json()), now=custodian.clock())
         assert infer(http, row).status_code == 200
         grant = runtime.keeper.grant
         assert grant is not None
@@ -236,7 +234,7 @@ def test_attestation_shows_fresh_evidence_and_the_signed_manifest(
     evidence = Evidence.from_json(canonical_json(document["evidence"]))
     verified = appraise(
         evidence,
-        policy=policy_from_mapping(dev_policy_for(config)),
+        policy=policy_from_mapping(dev_policy(config)),
         expected_nonce=nonce,
         now=custodian.clock(),
     )
@@ -275,3 +273,41 @@ def _wait(condition: object) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(POLL_S)
+
+
+def test_an_engine_closed_under_a_request_answers_503_and_charges_nothing(
+    custodian: Custodian, sealed: Sealed, digits_model: DigitsModel
+) -> None:
+    """A kill closes the engine while a request already admitted is on its way."""
+    config = node_config(custodian)
+    booted = boot_node(custodian, sealed, config, lease_for(custodian, sealed, config))
+    with (
+        running_node(custodian, booted, renew=False) as node,
+        httpx.Client(base_url=node.url) as http,
+    ):
+        booted.engine.close()  # the keeper has not heard of it yet: admission still passes
+        answer = infer(http, digits_model.test_inputs[:1])
+    assert (answer.status_code, answer.json()["reason"]) == (503, "engine_stopped")
+    usage = booted.runtime.meter.usage()
+    assert (usage.used, usage.reserved, usage.requests) == (0, 0, 0)
+
+
+def test_a_compressed_archive_that_would_unpack_too_large_is_refused(
+    custodian: Custodian, sealed: Sealed
+) -> None:
+    config = node_config(custodian)
+    booted = boot_node(custodian, sealed, config, lease_for(custodian, sealed, config))
+    bomb = io.BytesIO()
+    np.savez_compressed(bomb, X=np.zeros((300_000, 64), dtype=np.float64))  # 150 MiB of zeros
+    assert len(bomb.getvalue()) < 1024 * 1024
+    with (
+        running_node(custodian, booted, renew=False) as node,
+        httpx.Client(base_url=node.url) as http,
+    ):
+        answer = http.post("/v1/infer", content=bomb.getvalue(), headers={"content-type": NPZ})
+        enrolment = http.get("/attestation").json()
+    assert (answer.status_code, answer.json()["reason"]) == (400, "bad_inference_input")
+    assert "unpacks to" in answer.json()["detail"]
+    assert booted.runtime.meter.usage().reserved == 0
+    # without a nonce, /attestation shows the evidence the custodian appraised at enrolment
+    assert canonical_json(enrolment["evidence"]) == booted.enrolment_evidence

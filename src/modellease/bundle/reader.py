@@ -216,6 +216,12 @@ class BundleReader:
         if not ct_equal(actual, bytes.fromhex(self._manifest.model.sha256)):
             raise BundleIntegrityError
 
+    def check_plaintext(self, plaintext: bytes | bytearray | memoryview | mmap) -> None:
+        """Re-hash a plaintext decrypted with ``verify_digest=False`` against the manifest's
+        SHA-256 (constant-time compare), e.g. on another core while an engine loads it."""
+        with memoryview(plaintext) as view, view.cast("B") as flat:
+            self._check_digest(hashlib.sha256(flat[: self._manifest.model.size]).digest())
+
     def _decrypt_frames(
         self,
         target: memoryview,

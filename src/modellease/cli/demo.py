@@ -15,10 +15,8 @@ import io
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -31,27 +29,28 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from modellease._hazmat import SigningKey
-from modellease.attestation import SimulatedAttester, runtime_measurement
+from modellease.attestation import runtime_measurement
 from modellease.bundle import open_bundle
 from modellease.cli._common import out, reporting
-from modellease.custodian.app import create_app
 from modellease.custodian.audit import export_lines, read_export, verify_chain
-from modellease.custodian.home import CustodianHome, UnlockedHome
 from modellease.custodian.ledger import Unit
 from modellease.custodian.sealing import seal_model_file
-from modellease.custodian.service import ControlPlane, LeaseSpec
-from modellease.custodian.store import ExtensionRequestRow, connect, default_url, migrate
-from modellease.enclave.api import create_node_app
+from modellease.custodian.store import ExtensionRequestRow, connect
 from modellease.enclave.api_tensors import NPZ
-from modellease.enclave.boot import BootedNode, boot
-from modellease.enclave.config import NodeConfig, render_config
+from modellease.enclave.boot import BootedNode
 from modellease.enclave.renewer import Renewer
-from modellease.enclave.wire import CustodianClient
 from modellease.errors import BundleIntegrityError
 from modellease.protocol import Order, format_timestamp, sign_message
 from modellease.testing.digits import build_digits_model
-from modellease.testing.server import serving
 from modellease.testing.smollm import MODEL_NAME, smollm2_path
+from modellease.testing.stage import (
+    Stage,
+    boot_node,
+    create_lease,
+    custodian_stage,
+    node_config,
+    serve_node,
+)
 
 MIN_DEMO_ACCURACY = 0.9  # the digits MLP scores ~97 %; far below means something is broken
 TOKEN_BUDGET = 400  # SmolLM2's lease: small, so it runs out within a few answers
@@ -85,17 +84,6 @@ def _wait(condition: Callable[[], bool]) -> bool:
     return True
 
 
-@dataclass
-class _Stage:
-    """The custodian's side, running: its home, control plane and service URL."""
-
-    home: CustodianHome
-    unlocked: UnlockedHome
-    plane: ControlPlane
-    url: str
-    store: str
-
-
 def demo(
     workdir: Annotated[
         Path | None,
@@ -116,77 +104,9 @@ def demo(
         raise typer.Exit(1)
 
 
-@contextmanager
-def _custodian(work: Path) -> Iterator[_Stage]:
-    home = CustodianHome.init(work / "custodian-home")
-    unlocked = home.unlock()
-    store = default_url(home.path)
-    engine = connect(store)
-    migrate(engine)
-    plane = ControlPlane(engine, signer=unlocked.signer, keys=unlocked.keys)
-    try:
-        with serving(create_app(plane)) as url:
-            yield _Stage(home=home, unlocked=unlocked, plane=plane, url=url, store=store)
-    finally:
-        engine.dispose()
-
-
-@dataclass
-class _Node:
-    url: str
-    booted: BootedNode
-    renewers: list[Renewer]
-
-
-@contextmanager
-def _node(stage: _Stage, config: NodeConfig, lease_id: str, bundle: Path) -> Iterator[_Node]:
-    """Boot a node (simulated TEE) on ``lease_id`` and serve it with its renewer."""
-    http = httpx.Client(base_url=stage.url, timeout=10.0)
-    custodian = CustodianClient(http)
-    booted = boot(
-        config,
-        lease_id=lease_id,
-        bundle=bundle,
-        attester=SimulatedAttester(runtime_measurement(config.raw)),
-        custodian=custodian,
-        clock=lambda: datetime.now(UTC),
-    )
-
-    def renewer() -> Renewer:
-        orders = httpx.AsyncClient(base_url=stage.url)
-        return Renewer(booted.runtime, custodian, orders=orders, clock=lambda: datetime.now(UTC))
-
-    app = create_node_app(booted, renewer=renewer)
-    try:
-        with serving(app, lifespan=True) as url:
-            yield _Node(url=url, booted=booted, renewers=app.state.context.renewers)
-    finally:
-        booted.engine.close()
-        http.close()
-
-
-def _lease(
-    stage: _Stage, lease_id: str, bundle_id: str, config: NodeConfig, **terms: object
-) -> None:
-    policy = {
-        "allowed_tees": ["simulated"],
-        "unsafe_allow_simulated": True,
-        "simulated": {"measurement": [runtime_measurement(config.raw).hex()]},
-    }
-    values: dict[str, object] = {
-        "lease_id": lease_id,
-        "bundle_id": bundle_id,
-        "heartbeat_ttl": timedelta(seconds=30),
-        "hard_expiry": timedelta(seconds=60),
-        "ends_at": datetime.now(UTC) + timedelta(days=30),
-        "policy": policy,
-    }
-    stage.plane.create_lease(LeaseSpec(**(values | terms)), now=datetime.now(UTC))  # type: ignore[arg-type]
-
-
 def _run(work: Path) -> bool:
     checks: dict[str, bool] = {}
-    with _custodian(work) as stage:
+    with custodian_stage(work / "custodian-home") as stage:
         _step(1, "The custodian creates its home and starts its service (SQLite, loopback)")
         _say(f"custodian {stage.home.fingerprint} on {stage.url}")
 
@@ -221,14 +141,9 @@ def _run(work: Path) -> bool:
 
         _step(3, "Node configuration pins the custodian; leases name its measurement")
         overseer = SigningKey.generate()
-        raw = render_config(
-            custodian_url=stage.url,
-            custodian_key=stage.home.public_key,
-            overseer_keys=(overseer.public_bytes(),),
-        )
-        config = NodeConfig.from_bytes(raw)
-        (work / "node.json").write_bytes(raw)
-        _lease(
+        config = node_config(stage, overseers=(overseer.public_bytes(),))
+        (work / "node.json").write_bytes(config.raw)
+        create_lease(
             stage,
             "digits-lease",
             sealed_digits.manifest.bundle_id,
@@ -237,7 +152,7 @@ def _run(work: Path) -> bool:
             budget=100,
             slice_size=50,
         )
-        _lease(
+        create_lease(
             stage,
             "chat-lease",
             sealed_llm.manifest.bundle_id,
@@ -248,7 +163,7 @@ def _run(work: Path) -> bool:
             overseers=(overseer.public_bytes().hex(),),
         )
         _say(
-            f"measurement {runtime_measurement(raw).hex()[:24]}… "
+            f"measurement {runtime_measurement(config.raw).hex()[:24]}… "
             "(simulated TEE: INSECURE, demo only)"
         )
         _say(
@@ -256,11 +171,13 @@ def _run(work: Path) -> bool:
         )
 
         _step(4, "A node enrols on digits-lease: attested, key released, model opened in memory")
-        with _node(stage, config, "digits-lease", work / "digits.mlbundle") as node:
+        digits_node = boot_node(stage, config, "digits-lease", work / "digits.mlbundle")
+        with serve_node(stage, digits_node) as node:
             checks["digits"] = _classify(node.url, digits.test_inputs, digits.test_labels)
 
         _step(5, "A node enrols on chat-lease and serves SmolLM2 to the official openai client")
-        with _node(stage, config, "chat-lease", work / "smollm2.mlbundle") as node:
+        chat_node = boot_node(stage, config, "chat-lease", work / "smollm2.mlbundle")
+        with serve_node(stage, chat_node) as node:
             api = openai.OpenAI(base_url=f"{node.url}/v1", api_key="not-used", max_retries=0)
             checks["chat"], asked = _chat_until_refused(api, stage, node.booted)
             _step(7, "The operator approves the node's extension request; serving resumes")
@@ -276,7 +193,7 @@ def _run(work: Path) -> bool:
     return not failed
 
 
-def _tamper_refused(stage: _Stage, bundle: Path, bundle_id: str) -> bool:
+def _tamper_refused(stage: Stage, bundle: Path, bundle_id: str) -> bool:
     copy = bytearray(bundle.read_bytes())
     copy[-100] ^= 0x01
     try:
@@ -318,7 +235,7 @@ def _ask(api: openai.OpenAI, question: str) -> tuple[str, int]:
     return text, answer.usage.total_tokens if answer.usage else 0
 
 
-def _pending(stage: _Stage) -> list[ExtensionRequestRow]:
+def _pending(stage: Stage) -> list[ExtensionRequestRow]:
     engine = connect(stage.store)
     with Session(engine) as session:
         rows = list(
@@ -331,7 +248,7 @@ def _pending(stage: _Stage) -> list[ExtensionRequestRow]:
 
 
 def _chat_until_refused(
-    api: openai.OpenAI, stage: _Stage, booted: BootedNode
+    api: openai.OpenAI, stage: Stage, booted: BootedNode
 ) -> tuple[bool, list[ExtensionRequestRow]]:
     """Ask questions until the budget is spent. A 429 first wakes the node's renewer: if
     the custodian grants the next slice, the question is asked again; once it grants no
@@ -367,7 +284,7 @@ def _chat_until_refused(
 
 
 def _approve_and_resume(
-    api: openai.OpenAI, stage: _Stage, renewers: list[Renewer], asked: list[ExtensionRequestRow]
+    api: openai.OpenAI, stage: Stage, renewers: list[Renewer], asked: list[ExtensionRequestRow]
 ) -> bool:
     if not asked:
         return False
@@ -390,7 +307,7 @@ def _approve_and_resume(
 
 
 def _overseer_kill(
-    api: openai.OpenAI, stage: _Stage, overseer: SigningKey, booted: BootedNode
+    api: openai.OpenAI, stage: Stage, overseer: SigningKey, booted: BootedNode
 ) -> bool:
     order = Order(
         order_id="overseer-kill-1",
@@ -427,7 +344,7 @@ def _overseer_kill(
     return ok
 
 
-def _audit(stage: _Stage, path: Path) -> bool:
+def _audit(stage: Stage, path: Path) -> bool:
     engine = connect(stage.store)
     path.write_text("".join(line + "\n" for line in export_lines(engine)))
     engine.dispose()

@@ -37,8 +37,8 @@ from modellease._http import malformed, problem
 from modellease.enclave.api_language import language_routes
 from modellease.enclave.api_tensors import tensor_routes
 from modellease.enclave.boot import BootedNode
-from modellease.enclave.engines.llama import EngineStoppedError, LlamaEngine
 from modellease.enclave.engines.onnx import OnnxEngine
+from modellease.enclave.engines.stopped import EngineStoppedError
 from modellease.enclave.meter import AllowanceExhaustedError
 from modellease.enclave.metrics import metrics_text
 from modellease.enclave.renewer import Renewer
@@ -137,6 +137,6 @@ def create_node_app(
 
     if isinstance(node.engine, OnnxEngine):
         app.include_router(tensor_routes(ctx, node.engine))
-    elif isinstance(node.engine, LlamaEngine):
+    else:
         app.include_router(language_routes(ctx, node.engine))
     return app

@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from modellease._http import read_body
-from modellease.enclave.engines.llama import EngineStoppedError, Generation, LlamaEngine, Sampling
+from modellease.enclave.engines.llama import Generation, LlamaEngine, Sampling
+from modellease.enclave.engines.stopped import EngineStoppedError
 from modellease.enclave.openai_wire import (
     ChatRequest,
     CompletionRequest,

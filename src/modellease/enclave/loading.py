@@ -1,14 +1,19 @@
 """Decrypting a verified bundle straight into the engine that serves it.
 
 Rules: plaintext goes to memory only (a ``bytearray`` for tensor models, a sealed memory
-file for language models), is checked against the manifest's SHA-256 while decrypting,
-and our buffer is wiped as soon as the engine holds the model, or on any failure. What is
-left is the engine's own copy, dropped by ``close()`` (best effort: onnxruntime and
+file for language models), every frame is authenticated as it is decrypted, and the whole
+is checked against the manifest's SHA-256 before the engine is handed over (for a language
+model, on the other core while llama.cpp loads it); our buffer is wiped as soon as the
+engine holds the model, or on any failure. What is left
+is the engine's own copy, dropped by ``close()`` (best effort: onnxruntime and
 llama.cpp free their memory without zeroing it, and a ``bytes`` copy handed to
 onnxruntime cannot be wiped from Python; documented in docs/threat-model.md).
 """
 
 from __future__ import annotations
+
+import mmap
+from concurrent.futures import ThreadPoolExecutor
 
 from modellease.bundle import BundleReader
 from modellease.bundle._io import wipe
@@ -37,8 +42,23 @@ def load_engine(
         finally:
             wipe(memoryview(plaintext))
     if model.format == "gguf":
+        # Every frame is authenticated while decrypting; the re-hash against the manifest's
+        # SHA-256 (the model's identity) runs on the other core while llama.cpp loads, and
+        # the engine is handed over only once it matches.
         memfd = sealed_memfd(
-            model.size, lambda mapped: reader.decrypt_into(mapped, data_key=data_key)
+            model.size,
+            lambda mapped: reader.decrypt_into(mapped, data_key=data_key, verify_digest=False),
         )
-        return LlamaEngine(memfd, name=model.name, context=context, threads=threads)
+        with (
+            mmap.mmap(memfd, model.size, mmap.MAP_SHARED, mmap.PROT_READ) as sealed,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="modellease-rehash") as pool,
+        ):
+            rehash = pool.submit(reader.check_plaintext, sealed)
+            engine = LlamaEngine(memfd, name=model.name, context=context, threads=threads)
+            try:
+                rehash.result()
+            except BaseException:
+                engine.close()
+                raise
+        return engine
     raise ModelFileError(f"no engine serves {model.format} models yet (onnx and gguf do)")

@@ -45,9 +45,7 @@ Clock = Callable[[], datetime]
 
 def renewal_interval(runtime: NodeRuntime) -> float:
     """A third of the current grant's lifetime, in seconds."""
-    grant = runtime.keeper.grant
-    if grant is None:
-        return MIN_INTERVAL_S
+    grant = runtime.grant
     ttl = parse_timestamp(grant.valid_until) - parse_timestamp(grant.issued_at)
     return max(ttl.total_seconds() / 3, MIN_INTERVAL_S)
 
@@ -63,6 +61,7 @@ class Renewer:
         orders: httpx.AsyncClient,
         clock: Clock,
     ) -> None:
+        """Make it on the event loop it will run on; it closes ``orders`` when it stops."""
         self.runtime = runtime
         self.custodian = custodian
         self.orders = orders
@@ -72,12 +71,11 @@ class Renewer:
         self.orders_received = 0
         self.stream_connected = asyncio.Event()
         self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = asyncio.get_running_loop()  # made on the loop it runs on
         self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ lifetime
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._tasks = [
             asyncio.create_task(self._renewals(), name="renewals"),
             asyncio.create_task(self._order_stream(), name="orders"),
@@ -89,11 +87,11 @@ class Renewer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.orders.aclose()
 
     def poke(self) -> None:
         """Renew now (thread-safe): the slice is running low, or an order needs reporting."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+        self._loop.call_soon_threadsafe(self._wake.set)
 
     # ------------------------------------------------------------------ renewals
     async def _renewals(self) -> None:
@@ -129,7 +127,7 @@ class Renewer:
         self.failures = 0
         self.renewals += 1
         try:
-            self.runtime.answered(report, answer, now=self.clock())
+            self.runtime.answered(answer, now=self.clock())
         except ModelleaseError as exc:
             log.warning("custodian answer refused", extra={"reason": exc.reason, "error": str(exc)})
         await self._maybe_extend()

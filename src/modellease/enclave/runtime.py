@@ -37,6 +37,7 @@ from modellease.enclave.telemetry import ReportChain, counters_of
 from modellease.errors import StateError
 from modellease.protocol import (
     ExtensionRequest,
+    Grant,
     Order,
     RenewResponse,
     SignedDocument,
@@ -111,6 +112,14 @@ class NodeRuntime:
         self._refusals_at_grant = 0
 
     @property
+    def grant(self) -> Grant:
+        """The current grant (there always is one: the enrolment's, or a later one)."""
+        grant = self.keeper.grant
+        if grant is None:
+            raise AssertionError("unreachable: a runtime is built with a grant")
+        return grant
+
+    @property
     def lease_id(self) -> str:
         return self.keeper.lease_id
 
@@ -171,8 +180,8 @@ class NodeRuntime:
                 self._pending = self.chain.next_report(counters, now=now)
             return self._pending
 
-    def answered(self, report: SignedDocument, answer: RenewResponse, *, now: datetime) -> None:
-        """Apply the custodian's answer to ``report``: its orders first, then its grant.
+    def answered(self, answer: RenewResponse, *, now: datetime) -> None:
+        """Apply the custodian's answer to the pending report: its orders first, then its grant.
 
         Raises (from the keeper) if the grant is forged, replayed or lowers the allowance;
         the orders verified before it still count, and the report stays answered (sending
@@ -180,8 +189,7 @@ class NodeRuntime:
         """
         try:
             with self._lock:
-                if self._pending is report:
-                    self._pending = None
+                self._pending = None
                 for order in answer.orders:
                     self.keeper.accept_order(order)
                 self._grew = False

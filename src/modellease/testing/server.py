@@ -26,11 +26,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app: Any, *, lifespan: bool = False) -> Iterator[str]:  # noqa: ANN401 - any ASGI app
+def serving(app: Any, *, lifespan: bool = False, port: int | None = None) -> Iterator[str]:  # noqa: ANN401
     """Serve ``app`` on ``http://127.0.0.1:<port>`` until the block ends; yield the URL.
 
-    ``lifespan`` runs the app's startup and shutdown (the node's renewer lives there)."""
-    port = free_port()
+    ``lifespan`` runs the app's startup and shutdown (the node's renewer lives there);
+    ``port`` (default: a free one) lets a test bring a service back where it was."""
+    port = port or free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="on" if lifespan else "off"
     )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from modellease.enclave.engines import InferenceInputError, OnnxEngine
+from modellease.enclave.engines import EngineStoppedError, InferenceInputError, OnnxEngine
 from modellease.enclave.engines.onnx import MAX_INPUT_ELEMENTS
 from modellease.testing.digits import DigitsModel, build_digits_model
 
@@ -66,7 +66,7 @@ def test_not_a_model_and_a_closed_engine(engine: OnnxEngine) -> None:
     tensors = engine.check({"X": [[0.0] * 64]})
     engine.close()
     assert engine.closed
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(EngineStoppedError, match="unloaded"):
         engine.infer(tensors)
 
 

@@ -76,7 +76,7 @@ def test_an_unanswered_report_is_sent_again_as_it_is() -> None:
     first = rt.report(now=T0)
     rt.finish(rt.begin(1, now=T0), units=1)
     assert rt.report(now=T0 + TICK) is first
-    rt.answered(first, RenewResponse(grant=grant(2, 20)), now=T0 + TICK)
+    rt.answered(RenewResponse(grant=grant(2, 20)), now=T0 + TICK)
     second = rt.report(now=T0 + TICK)
     assert second is not first
     report = UsageReport.model_validate_json(
@@ -93,7 +93,7 @@ def test_a_forged_grant_in_an_answer_changes_nothing_but_its_orders_count() -> N
     report = rt.report(now=T0)
     forged = grant(2, 1000, signer=STRANGER)
     with pytest.raises(UnknownSignerError):
-        rt.answered(report, RenewResponse(grant=forged, orders=[order("pause", 1)]), now=T0)
+        rt.answered(RenewResponse(grant=forged, orders=[order("pause", 1)]), now=T0)
     assert rt.meter.usage().allowance == 10
     assert rt.keeper.grant is not None
     assert rt.keeper.grant.seq == 1
@@ -103,17 +103,17 @@ def test_a_forged_grant_in_an_answer_changes_nothing_but_its_orders_count() -> N
 
 def test_a_replayed_grant_is_refused() -> None:
     rt, _ = runtime(10)
-    report = rt.report(now=T0)
+    rt.report(now=T0)
     with pytest.raises(GrantSequenceError):
-        rt.answered(report, RenewResponse(grant=grant(1, 10)), now=T0)
+        rt.answered(RenewResponse(grant=grant(1, 10)), now=T0)
     assert rt.keeper.grant is not None
     assert rt.keeper.grant.seq == 1
 
 
 def test_a_kill_drops_the_engine_and_no_grant_is_taken_after_it() -> None:
     rt, engine = runtime(10)
-    report = rt.report(now=T0)
-    rt.answered(report, RenewResponse(grant=grant(2, 20), orders=[order("kill", 1)]), now=T0)
+    rt.report(now=T0)
+    rt.answered(RenewResponse(grant=grant(2, 20), orders=[order("kill", 1)]), now=T0)
     assert engine.closed
     assert rt.meter.usage().allowance == 10
     with pytest.raises(ServiceRefusedError) as refused:
@@ -136,8 +136,8 @@ def test_an_extension_is_asked_once_when_the_slice_is_low_and_did_not_grow() -> 
     assert rt.extension_request(now=T0) is None  # the enrolment grant just grew it
     rt.finish(rt.begin(8, now=T0), units=8)
     assert rt.slice_low()
-    report = rt.report(now=T0)
-    rt.answered(report, RenewResponse(grant=grant(2, 10)), now=T0)  # no more budget
+    rt.report(now=T0)
+    rt.answered(RenewResponse(grant=grant(2, 10)), now=T0)  # no more budget
     signed = rt.extension_request(now=T0)
     assert signed is not None
     request = ExtensionRequest.model_validate_json(
@@ -149,14 +149,16 @@ def test_an_extension_is_asked_once_when_the_slice_is_low_and_did_not_grow() -> 
     )
     assert (request.requester, request.instance_id, request.units) == ("instance", "inst-1", 10)
     assert rt.extension_request(now=T0) is None  # once per allowance
-    rt.answered(rt.report(now=T0), RenewResponse(grant=grant(3, 20)), now=T0)
+    rt.report(now=T0)
+    rt.answered(RenewResponse(grant=grant(3, 20)), now=T0)
     assert rt.extension_request(now=T0) is None  # it grew: no request
 
 
 def test_no_extension_request_after_a_kill() -> None:
     rt, _ = runtime(10)
     rt.finish(rt.begin(10, now=T0), units=10)
-    rt.answered(rt.report(now=T0), RenewResponse(orders=[order("kill", 1)]), now=T0)
+    rt.report(now=T0)
+    rt.answered(RenewResponse(orders=[order("kill", 1)]), now=T0)
     assert rt.extension_request(now=T0) is None
 
 

@@ -28,7 +28,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modellease.errors import InvalidInputError, StateError
+from modellease.enclave.engines.stopped import EngineStoppedError
+from modellease.errors import InvalidInputError
 
 MEMFD_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 DEFAULT_CONTEXT = 2048  # tokens of prompt plus completion
@@ -38,12 +39,6 @@ class PromptTooLongError(InvalidInputError):
     """The prompt and the completion asked for do not fit in the model's context."""
 
     reason = "context_length_exceeded"
-
-
-class EngineStoppedError(StateError):
-    """The engine was closed (kill or hard expiry) or the generation was cancelled."""
-
-    reason = "engine_stopped"
 
 
 @dataclass(slots=True)
@@ -192,7 +187,8 @@ class LlamaEngine:
                 reset=True,
             )
             try:
-                for token in tokens:
+                while True:  # llama.cpp's generator never ends by itself
+                    token = next(tokens)
                     if cancel.is_set() or self._closing.is_set():
                         raise EngineStoppedError("the generation was stopped")
                     if self._is_end(token):

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from modellease.enclave.engines.stopped import EngineStoppedError
 from modellease.errors import InvalidInputError
 
 MAX_INPUT_ELEMENTS = 16 * 1024 * 1024  # numbers in one request, all inputs together
@@ -120,7 +121,7 @@ class OnnxEngine:
     def infer(self, tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Run the model on tensors :meth:`check` returned; every output, by name."""
         if self._session is None:
-            raise RuntimeError("the engine was closed")
+            raise EngineStoppedError("the model was unloaded")
         results = self._session.run(None, dict(tensors))
         return {spec.name: np.asarray(r) for spec, r in zip(self.outputs, results, strict=True)}
 
