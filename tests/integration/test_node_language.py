@@ -179,11 +179,13 @@ def test_a_prompt_longer_than_the_context_is_refused(custodian: Custodian, seale
         bad = http.post("/v1/chat/completions", json={"model": MODEL_NAME, "messages": []})
         many = http.post("/v1/completions", json={"model": MODEL_NAME, "prompt": "x", "n": 2})
         listed = http.post("/v1/completions", json={"model": MODEL_NAME, "prompt": ["a", "b"]})
+        other = http.post("/v1/chat/completions", json={"model": "gpt-4", "messages": HAIKU})
     assert (answer.status_code, answer.json()["reason"]) == (400, "context_length_exceeded")
     assert (bad.status_code, bad.json()["reason"]) == (400, "malformed_request")
     assert (many.status_code, many.json()["reason"]) == (400, "malformed_request")
     assert (listed.status_code, listed.json()["reason"]) == (400, "malformed_request")
     assert "one prompt per request" in listed.json()["detail"]
+    assert (other.status_code, other.json()["reason"]) == (404, "model_not_found")
     assert booted.runtime.meter.usage().used == 0
 
 

@@ -8,9 +8,9 @@ Rules:
   engine: :mod:`~modellease.enclave.api_tensors` (``/v1/infer``) and
   :mod:`~modellease.enclave.api_language` (OpenAI-compatible);
 * refusals are ``application/problem+json`` with a stable ``reason``: 400 malformed or
-  invalid input, 413 too large, 429 ``allowance_exhausted``, 503 with the lease keeper's
-  reason (``no_grant``, ``grant_expired``, ``paused``, ``expired``) or ``engine_stopped``,
-  410 ``killed``;
+  invalid input, 404 ``model_not_found``, 413 too large, 429 ``allowance_exhausted``, 503
+  with the lease keeper's reason (``no_grant``, ``grant_expired``, ``paused``, ``expired``)
+  or ``engine_stopped``, 410 ``killed``;
 * nothing from a prompt or an output is logged or counted, only token counts;
 * ``GET /attestation`` gives what a consumer verifies before sending anything: evidence
   (fresh and bound to the caller's ``nonce`` if one is given, else the enrolment's), the
@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from modellease._http import malformed, problem
-from modellease.enclave.api_language import language_routes
+from modellease.enclave.api_language import ModelNotFoundError, language_routes
 from modellease.enclave.api_tensors import tensor_routes
 from modellease.enclave.boot import BootedNode
 from modellease.enclave.engines.onnx import OnnxEngine
@@ -56,6 +56,8 @@ def status_of(exc: ModelleaseError) -> tuple[int, str]:
         return exc.status, exc.refusal
     if isinstance(exc, AllowanceExhaustedError):
         status = 429
+    elif isinstance(exc, ModelNotFoundError):
+        status = 404
     elif isinstance(exc, EngineStoppedError):
         status = 503
     elif isinstance(exc, LimitExceededError):

@@ -34,6 +34,7 @@ from modellease.enclave.openai_wire import (
 )
 from modellease.enclave.pricing import price
 from modellease.enclave.serving_context import ServingContext
+from modellease.errors import InvalidInputError
 
 MAX_JSON_BODY = 1024 * 1024
 _END = object()
@@ -50,6 +51,7 @@ def language_routes(ctx: ServingContext, engine: LlamaEngine) -> APIRouter:
     @router.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         parsed = ChatRequest.model_validate_json(await read_body(request, limit=MAX_JSON_BODY))
+        _check_model(ctx, parsed)
         ctx.runtime.admit(now=ctx.now())  # refuse before touching the engine
         messages = [m.model_dump() for m in parsed.messages]
         prompt = await asyncio.to_thread(engine.chat_prompt, messages)
@@ -59,11 +61,25 @@ def language_routes(ctx: ServingContext, engine: LlamaEngine) -> APIRouter:
     async def completions(request: Request) -> Response:
         body = await read_body(request, limit=MAX_JSON_BODY)
         parsed = CompletionRequest.model_validate_json(body)
+        _check_model(ctx, parsed)
         ctx.runtime.admit(now=ctx.now())
         prompt = await asyncio.to_thread(engine.text_prompt, parsed.prompt)
         return await Completion(ctx, engine, parsed, prompt, chat=False).respond()
 
     return router
+
+
+class ModelNotFoundError(InvalidInputError):
+    """The request names a model this node does not serve."""
+
+    reason = "model_not_found"
+
+
+def _check_model(ctx: ServingContext, request: ChatRequest | CompletionRequest) -> None:
+    if request.model != ctx.model_name:
+        raise ModelNotFoundError(
+            f"this node serves {ctx.model_name!r}, not {request.model!r} (see /v1/models)"
+        )
 
 
 class Completion:

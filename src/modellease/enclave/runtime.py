@@ -103,12 +103,13 @@ class NodeRuntime:
         self._signer = signer
         self._lock = threading.Lock()
         self._pending: SignedDocument | None = None
-        self._increment = 0  # how much the latest grant that raised the allowance added
-        self._grew = True  # did the latest answer raise the allowance?
-        self._asked_at_allowance = -1  # the allowance when we last asked for an extension
         self.meter.set_allowance(keeper.grant.allowance)
-        self._increment = keeper.grant.allowance
-        self._largest_increment = keeper.grant.allowance  # about a slice: what we ask for
+        # how much the latest grant that raised the allowance added; the largest such
+        # increment (about a slice: what an extension asks for); did the latest answer raise
+        # it; the allowance when we last asked for an extension; refusals counted by then
+        self._increment = self._largest_increment = keeper.grant.allowance
+        self._grew = True
+        self._asked_at_allowance = -1
         self._refusals_at_grant = 0
 
     @property

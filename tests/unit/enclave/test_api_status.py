@@ -6,6 +6,7 @@ import pytest
 
 from modellease.enclave import AllowanceExhaustedError
 from modellease.enclave.api import status_of
+from modellease.enclave.api_language import ModelNotFoundError
 from modellease.enclave.engines import EngineStoppedError, InferenceInputError
 from modellease.enclave.keeper import Admission
 from modellease.enclave.runtime import ServiceRefusedError
@@ -24,6 +25,7 @@ from modellease.errors import LimitExceededError, ModelleaseError, StateError
             (503, "paused"),
         ),
         (AllowanceExhaustedError("none left"), (429, "allowance_exhausted")),
+        (ModelNotFoundError("gpt-4"), (404, "model_not_found")),
         (EngineStoppedError("closed"), (503, "engine_stopped")),
         (LimitExceededError("too big"), (413, "limit_exceeded")),
         (InferenceInputError("bad"), (400, "bad_inference_input")),
