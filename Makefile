@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/attestation.py
 	scripts/ensure-postgres
 	$(BIN)/python bench/custodian.py
+	$(BIN)/python bench/node.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis build src/*.egg-info
