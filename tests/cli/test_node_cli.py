@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from modellease.attestation import runtime_measurement
 from modellease.cli import app
 from modellease.enclave.config import NodeConfig, render_config
+from modellease.protocol import SignedDocument, UsageReport
 from modellease.testing.digits import DigitsModel
 from modellease.testing.server import free_port
 from tests.integration.custodian_server import Custodian, running_custodian
@@ -116,6 +117,11 @@ def test_node_serve_enrols_serves_and_stops_gracefully(
     assert "enrolled" in messages
     assert "model loaded" in messages
     assert not [line for line in logged if line["level"] == "error"]
+    _lease, reported = custodian.plane.usage(lease)  # the final report, sent at shutdown
+    [(_instance, last)] = reported
+    assert last is not None
+    signed = SignedDocument.from_json(last.signed_json.encode())
+    assert UsageReport.model_validate_json(signed.payload).counters.requests == 1
 
 
 def test_node_serve_without_a_custodian_fails_in_one_line(

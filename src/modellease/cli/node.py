@@ -32,7 +32,7 @@ from modellease.logs import LogFormat
 
 node_app = typer.Typer(help="The enclave node: configuration and serving.")
 
-CUSTODIAN_TIMEOUT_S = 30.0
+CUSTODIAN_TIMEOUT_S = 10.0
 
 
 class Tee(StrEnum):

@@ -12,6 +12,9 @@ Two tasks on the node's event loop:
   as they come and applied through the runtime; reconnected with the same backoff. A kill
   is applied the moment it arrives, then the final usage is reported.
 
+When the node shuts down, the final usage is reported once more (at most
+``FINAL_REPORT_TIMEOUT_S``), so a graceful stop loses no telemetry.
+
 Between renewals the loop wakes at least every ``TICK_S`` to let the runtime enforce the
 dead man's switch: serving stops when the grant expires (checked per request anyway) and
 the model is dropped at the hard expiry, with or without a custodian.
@@ -39,6 +42,7 @@ log = logging.getLogger("modellease.node")
 TICK_S = 1.0  # the dead man's switch is checked at least this often
 BACKOFF_START_S = 0.25
 MIN_INTERVAL_S = 0.2  # never renew more often than this, however short the TTL
+FINAL_REPORT_TIMEOUT_S = 5.0  # how long a shutdown waits to report the final usage
 
 Clock = Callable[[], datetime]
 
@@ -82,11 +86,17 @@ class Renewer:
         ]
 
     async def stop(self) -> None:
+        """Stop both tasks, then report the final usage once (a graceful shutdown loses no
+        telemetry), waiting at most ``FINAL_REPORT_TIMEOUT_S`` for the custodian."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        try:
+            await asyncio.wait_for(self.renew_once(), FINAL_REPORT_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("final usage report timed out", extra={"seconds": FINAL_REPORT_TIMEOUT_S})
         await self.orders.aclose()
 
     def poke(self) -> None:
