@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from modellease._hazmat import SigningKey
 from modellease.custodian.store import ExtensionRequestRow, connect
+from modellease.enclave import renewer as renewer_module
 from modellease.enclave.renewer import Renewer, renewal_interval
 from modellease.enclave.runtime import NodeRuntime
 from modellease.enclave.wire import CustodianClient
@@ -244,3 +245,32 @@ def test_an_order_seen_twice_is_applied_once(custodian: Custodian, sealed: Seale
         node.renewer._take_order(pause.to_json())
         assert node.renewer.orders_received == 1
         assert booted.runtime.keeper.paused
+
+
+def test_a_shutdown_waits_for_the_final_report_only_so_long(
+    custodian: Custodian,
+    sealed: Sealed,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = node_config(custodian)
+    runtime = boot_node(custodian, sealed, config, lease_for(custodian, sealed, config)).runtime
+    slow = FastAPI()
+
+    @slow.post("/v1/renew")
+    async def renew() -> JSONResponse:
+        await asyncio.sleep(2.0)
+        return JSONResponse({"reason": "late", "detail": "too late"}, status_code=503)
+
+    monkeypatch.setattr(renewer_module, "FINAL_REPORT_TIMEOUT_S", 0.2)
+
+    async def shutdown(url: str) -> None:
+        with httpx.Client(base_url=url, timeout=10.0) as http:
+            renewer = Renewer(
+                runtime, CustodianClient(http), orders=httpx.AsyncClient(), clock=custodian.clock
+            )
+            await renewer.stop()
+
+    with serving(slow) as url, caplog.at_level(logging.WARNING, logger="modellease.node"):
+        asyncio.run(shutdown(url))
+    assert "final usage report timed out" in caplog.text

@@ -115,13 +115,13 @@ class Renewer:
                 self.runtime.enforce(self.clock())
             self._wake.clear()
             stopped = self.runtime.keeper.killed
-            if await self.renew_once():
-                if stopped:
-                    log.info("final usage reported; renewals end", extra={"reports": self.renewals})
-                    return
-                backoff = BACKOFF_START_S
-            else:
-                backoff = min(backoff * 2, renewal_interval(self.runtime))
+            answered = await self.renew_once()
+            if answered and stopped:
+                log.info("final usage reported; renewals end", extra={"reports": self.renewals})
+                return
+            backoff = (
+                BACKOFF_START_S if answered else min(backoff * 2, renewal_interval(self.runtime))
+            )
 
     async def renew_once(self) -> bool:
         """Send one report and apply the answer; False if it must be retried."""
