@@ -127,5 +127,7 @@ def serve(
             f"node {booted.runtime.instance_id} serving {booted.manifest.model.name} "
             f"on http://{host}:{port}"
         )
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
-        booted.engine.close()
+        try:
+            uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+        finally:
+            booted.engine.close()  # the model goes with the process, whatever ended it
