@@ -63,6 +63,13 @@ def booted_node(
     return boot_node(custodian, sealed, config, lease)
 
 
+def mapped_model_files() -> list[str]:
+    """This process's memory mappings that hold a model: the sealed memory file, or any
+    file with a model's suffix (there must never be one: no plaintext weights on disk)."""
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    return [m for m in maps if "memfd:modellease-model" in m or m.endswith((".gguf", ".onnx"))]
+
+
 def client(node: RunningNode) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{node.url}/v1", api_key="not-used", max_retries=0)
 
@@ -72,6 +79,9 @@ def test_the_openai_client_chats_with_the_sealed_model(
 ) -> None:
     booted = booted_node(custodian, sealed)
     assert isinstance(booted.engine, LlamaEngine)
+    mapped = mapped_model_files()
+    assert mapped  # the weights are mapped from the sealed memory file, and from nothing else
+    assert all("memfd:modellease-model" in m for m in mapped)
     with running_node(custodian, booted, renew=False) as node:
         api = client(node)
         assert [m.id for m in api.models.list()] == [MODEL_NAME]
@@ -193,6 +203,7 @@ def test_a_kill_stops_a_running_stream_and_only_what_ran_is_charged(
     custodian: Custodian, sealed: Sealed
 ) -> None:
     booted = booted_node(custodian, sealed)
+    loaded = len(mapped_model_files())
     with running_node(custodian, booted) as node:
         wait(node.renewer.stream_connected.is_set)
         stream = client(node).completions.create(
@@ -212,6 +223,7 @@ def test_a_kill_stops_a_running_stream_and_only_what_ran_is_charged(
         with pytest.raises(openai.APIStatusError) as refused:
             client(node).completions.create(model=MODEL_NAME, prompt="again", max_tokens=5)
     assert refused.value.status_code == 410
+    assert len(mapped_model_files()) == loaded - 1  # this node's weights are gone from memory
     usage = booted.runtime.meter.usage()
     assert usage.reserved == 0
     assert 0 < usage.completion_tokens < 500
