@@ -56,3 +56,17 @@ def save(name: str, report: dict[str, Any], markdown: str, *, variant: str = "")
     stem.with_suffix(".md").write_text(markdown)
     print(f"results: {stem}.{{json,md}}")
     return stem
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    total = 0.0
+    for member in (pid, *map(int, children)):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue  # exited meanwhile
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total

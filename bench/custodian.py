@@ -72,7 +72,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, event
 
-from _common import machine, save
+from _common import machine, save, tree_cpu_s
 from modellease.attestation import runtime_measurement
 from modellease.custodian import ledger
 from modellease.custodian.app import create_app
@@ -106,20 +106,6 @@ class BenchError(SystemExit):
 
 # ================================================================== the server (--serve)
 METER_FIELDS = ("renew_calls", "batches", "renew_s", "statements", "sql_s", "commits", "commit_s")
-
-
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of a process and its children, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    total = 0.0
-    for member in (pid, *map(int, children)):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue  # exited meanwhile
-        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return total
 
 
 class Meter:

@@ -4,7 +4,9 @@ Everything is real: a custodian service on loopback (SQLite), the digits classif
 SmolLM2-135M-Instruct sealed, nodes booted through ``enclave.boot`` with the simulated TEE.
 
 (a) **governance overhead** — requests/s (digits, ``/v1/infer``, 1 row) and tokens/s
-    (SmolLM2, ``/v1/chat/completions``, ``max_tokens`` 32, greedy) of the node, against the
+    (SmolLM2, ``/v1/chat/completions``, ``max_tokens`` 32, greedy) of the node, and the
+    server process's CPU time per request and per token (``/proc``: far less noisy than
+    rates on a shared 2-core VM, where the load generator competes for the cores), against the
     **baseline**: the same engine object served bare (no admission, meter or telemetry)
     behind the same FastAPI/uvicorn stack, in the same server process. The server process is
     separate from the load generator (``--serve``); phases alternate node / bare in
@@ -58,7 +60,7 @@ from cryptography.x509.oid import NameOID
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from _common import machine, save
+from _common import machine, save, tree_cpu_s
 from modellease._http import read_body
 from modellease.attestation import SimulatedAttester, runtime_measurement
 from modellease.custodian import auth
@@ -145,15 +147,15 @@ def serve(conn: Any, work: Path) -> None:
     with custodian_stage(work / "home") as stage:
         digits = build_digits_model()
         nodes = {}
-        for name, source, unit in (
-            ("digits", None, Unit.REQUESTS),
-            ("smollm2", smollm2_path(), Unit.TOKENS),
+        for name, model, source, unit in (
+            ("digits", "digits", None, Unit.REQUESTS),
+            ("smollm2", MODEL_NAME, smollm2_path(), Unit.TOKENS),
         ):
             path = source or work / "digits.onnx"
             if source is None:
                 path.write_bytes(digits.onnx)
             sealed = seal_model_file(
-                stage.unlocked, path, work / f"{name}.mlbundle", name=name, version="1"
+                stage.unlocked, path, work / f"{name}.mlbundle", name=model, version="1"
             )
             config = node_config(stage)
             create_lease(
@@ -217,9 +219,8 @@ def overhead(rounds: int, seconds: float, work: Path) -> dict[str, Any]:
         "max_tokens": MAX_TOKENS,
         "temperature": 0,
     }
-    totals: dict[str, list[float]] = {
-        k: [] for k in ("node_rps", "bare_rps", "node_tps", "bare_tps")
-    }
+    series = ("rps", "tps", "cpu_us", "cpu_tok_us")  # rates, and server CPU per request/token
+    totals: dict[str, list[float]] = {f"{who}_{s}": [] for who in ("node", "bare") for s in series}
     try:
         for name, path, body, conc in (
             ("tensor", "/v1/infer", tensor_body, TENSOR_CONCURRENCY),
@@ -230,11 +231,15 @@ def overhead(rounds: int, seconds: float, work: Path) -> dict[str, Any]:
             for r in range(rounds):
                 order = [("node", urls[name]), ("bare", urls["bare"])]
                 for who, url in order if r % 2 == 0 else order[::-1]:
+                    cpu = tree_cpu_s(server.pid)
                     done, tokens, wall = asyncio.run(load(url, path, body, seconds, conc))
+                    cpu = tree_cpu_s(server.pid) - cpu
                     if name == "tensor":
                         totals[f"{who}_rps"].append(done / wall)
+                        totals[f"{who}_cpu_us"].append(cpu / done * 1e6)
                     else:
                         totals[f"{who}_tps"].append(tokens / wall)
+                        totals[f"{who}_cpu_tok_us"].append(cpu / tokens * 1e6)
                 print(f"  (a) {name} round {r + 1}/{rounds} done", flush=True)
     finally:
         parent.send("stop")
@@ -245,19 +250,31 @@ def overhead(rounds: int, seconds: float, work: Path) -> dict[str, Any]:
         "rounds": rounds,
         "round_seconds": seconds,
         "tensor": {
+            "node_cpu_us": statistics.median(totals["node_cpu_us"]),
+            "bare_cpu_us": statistics.median(totals["bare_cpu_us"]),
+            "cpu_ratio": statistics.median(totals["node_cpu_us"])
+            / statistics.median(totals["bare_cpu_us"]),
             "node_rps": node_rps,
             "bare_rps": bare_rps,
             "ratio": node_rps / bare_rps,
             "per_round": totals["node_rps"],
             "bare_per_round": totals["bare_rps"],
+            "cpu_per_round": totals["node_cpu_us"],
+            "bare_cpu_per_round": totals["bare_cpu_us"],
             "concurrency": TENSOR_CONCURRENCY,
         },
         "chat": {
+            "node_cpu_tok_us": statistics.median(totals["node_cpu_tok_us"]),
+            "bare_cpu_tok_us": statistics.median(totals["bare_cpu_tok_us"]),
+            "cpu_ratio": statistics.median(totals["node_cpu_tok_us"])
+            / statistics.median(totals["bare_cpu_tok_us"]),
             "node_tps": node_tps,
             "bare_tps": bare_tps,
             "ratio": node_tps / bare_tps,
             "per_round": totals["node_tps"],
             "bare_per_round": totals["bare_tps"],
+            "cpu_per_round": totals["node_cpu_tok_us"],
+            "bare_cpu_per_round": totals["bare_cpu_tok_us"],
             "max_tokens": MAX_TOKENS,
         },
     }
@@ -482,6 +499,20 @@ def markdown(report: dict[str, Any]) -> str:
     tensor, chat = a["tensor"], a["chat"]
     rows = [
         (
+            "(a) server CPU per tensor request, µs (median of rounds)",
+            f"{tensor['node_cpu_us']:.0f}",
+            f"bare {tensor['bare_cpu_us']:.0f}",
+            f"{tensor['cpu_ratio']:.3f}",
+            "<= 1.02",
+        ),
+        (
+            "(a) server CPU per generated token, µs (median of rounds)",
+            f"{chat['node_cpu_tok_us']:.0f}",
+            f"bare {chat['bare_cpu_tok_us']:.0f}",
+            f"{chat['cpu_ratio']:.3f}",
+            "<= 1.02",
+        ),
+        (
             f"(a) tensor requests/s (digits, 1 row, {tensor['concurrency']} clients)",
             f"{tensor['node_rps']:.0f}",
             f"bare {tensor['bare_rps']:.0f}",
@@ -534,6 +565,12 @@ llama-cpp-python {m["llama_cpp"]}, commit {m["commit"]} (uncommitted src files:
 | | node | baseline | ratio | target |
 |---|---:|---:|---:|---|
 {table}
+
+Per round (a), server CPU µs per tensor request: node
+{[round(x) for x in tensor["cpu_per_round"]]},
+bare {[round(x) for x in tensor["bare_cpu_per_round"]]};
+per token: node {[round(x) for x in chat["cpu_per_round"]]},
+bare {[round(x) for x in chat["bare_cpu_per_round"]]}.
 
 Per round (a), requests/s: node {[round(x) for x in tensor["per_round"]]},
 bare {[round(x) for x in tensor["bare_per_round"]]}; tokens/s: node

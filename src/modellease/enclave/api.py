@@ -103,6 +103,12 @@ def create_node_app(
     async def _malformed(_request: Request, exc: ValidationError) -> JSONResponse:
         return malformed(exc)
 
+    # Inference routes first: routes are matched in order, and each one passed costs time.
+    if isinstance(node.engine, OnnxEngine):
+        app.include_router(tensor_routes(ctx, node.engine))
+    else:
+        app.include_router(language_routes(ctx, node.engine))
+
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         admission = ctx.runtime.status(ctx.now()).admission
@@ -137,8 +143,4 @@ def create_node_app(
             }
         )
 
-    if isinstance(node.engine, OnnxEngine):
-        app.include_router(tensor_routes(ctx, node.engine))
-    else:
-        app.include_router(language_routes(ctx, node.engine))
     return app
