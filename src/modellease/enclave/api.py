@@ -34,8 +34,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from modellease._http import malformed, problem
-from modellease.enclave.api_language import ModelNotFoundError, language_routes
-from modellease.enclave.api_tensors import tensor_routes
+from modellease.enclave.api_language import ModelNotFoundError, add_language_routes
+from modellease.enclave.api_tensors import add_tensor_routes
 from modellease.enclave.boot import BootedNode
 from modellease.enclave.engines.onnx import OnnxEngine
 from modellease.enclave.engines.stopped import EngineStoppedError
@@ -105,9 +105,9 @@ def create_node_app(
 
     # Inference routes first: routes are matched in order, and each one passed costs time.
     if isinstance(node.engine, OnnxEngine):
-        app.include_router(tensor_routes(ctx, node.engine))
+        add_tensor_routes(app, ctx, node.engine)
     else:
-        app.include_router(language_routes(ctx, node.engine))
+        add_language_routes(app, ctx, node.engine)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

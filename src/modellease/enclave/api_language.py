@@ -15,7 +15,7 @@ import json
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator
 
-from fastapi import APIRouter, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
@@ -40,15 +40,15 @@ MAX_JSON_BODY = 1024 * 1024
 _END = object()
 
 
-def language_routes(ctx: ServingContext, engine: LlamaEngine) -> APIRouter:
-    router = APIRouter()
+def add_language_routes(app: FastAPI, ctx: ServingContext, engine: LlamaEngine) -> None:
+    """Register the OpenAI-compatible routes on ``app`` itself (no included router)."""
     created = int(ctx.node.manifest.created.timestamp())
 
-    @router.get("/v1/models")
+    @app.get("/v1/models")
     async def models() -> JSONResponse:
         return JSONResponse(model_list(ctx.model_name, created))
 
-    @router.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         parsed = ChatRequest.model_validate_json(await read_body(request, limit=MAX_JSON_BODY))
         _check_model(ctx, parsed)
@@ -57,7 +57,7 @@ def language_routes(ctx: ServingContext, engine: LlamaEngine) -> APIRouter:
         prompt = await asyncio.to_thread(engine.chat_prompt, messages)
         return await Completion(ctx, engine, parsed, prompt, chat=True).respond()
 
-    @router.post("/v1/completions")
+    @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         body = await read_body(request, limit=MAX_JSON_BODY)
         parsed = CompletionRequest.model_validate_json(body)
@@ -65,8 +65,6 @@ def language_routes(ctx: ServingContext, engine: LlamaEngine) -> APIRouter:
         ctx.runtime.admit(now=ctx.now())
         prompt = await asyncio.to_thread(engine.text_prompt, parsed.prompt)
         return await Completion(ctx, engine, parsed, prompt, chat=False).respond()
-
-    return router
 
 
 class ModelNotFoundError(InvalidInputError):

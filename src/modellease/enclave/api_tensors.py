@@ -15,7 +15,7 @@ import json
 import zipfile
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from modellease._http import read_body
@@ -29,12 +29,13 @@ NPZ = "application/x-npz"
 ZIP_ENTRY_OVERHEAD = 1024  # bytes of .npy header allowed per array
 
 
-def tensor_routes(ctx: ServingContext, engine: OnnxEngine) -> APIRouter:
-    router = APIRouter()
+def add_tensor_routes(app: FastAPI, ctx: ServingContext, engine: OnnxEngine) -> None:
+    """Register ``/v1/infer`` on ``app`` itself: a route of an included router costs an
+    extra dispatch on every request."""
     runtime = ctx.runtime
     parameters = onnx_parameters(ctx.node.manifest.model.size)
 
-    @router.post("/v1/infer")
+    @app.post("/v1/infer")
     async def infer(request: Request) -> Response:
         binary = request.headers.get("content-type", "").startswith(NPZ)
         body = await read_body(request, limit=MAX_BINARY_BODY if binary else MAX_JSON_BODY)
@@ -64,8 +65,6 @@ def tensor_routes(ctx: ServingContext, engine: OnnxEngine) -> APIRouter:
             "usage": {"units": reservation.units, "rows": rows},
         }
         return JSONResponse(answer, headers=headers)
-
-    return router
 
 
 def read_json_tensors(body: bytes) -> dict[str, object]:
