@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,11 +21,9 @@ from modellease.enclave.config import NodeConfig, render_config
 from modellease.protocol import SignedDocument, UsageReport
 from modellease.testing.digits import DigitsModel
 from modellease.testing.server import free_port
+from tests.cli.processes import first_health
 from tests.integration.custodian_server import Custodian, running_custodian
 from tests.integration.node_harness import lease_for, seal
-
-STARTUP_TIMEOUT_S = 60.0
-POLL_S = 0.1
 
 
 @pytest.fixture
@@ -91,15 +88,7 @@ def test_node_serve_enrols_serves_and_stops_gracefully(
         text=True,
     )
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
-                break
-            except httpx.TransportError:
-                assert node.poll() is None, node.stderr.read() if node.stderr else ""
-                assert time.monotonic() < deadline, "the node did not start"
-                time.sleep(POLL_S)
+        health = first_health(node, port)
         assert health.json() == {"status": "serving"}
         answer = httpx.post(
             f"http://127.0.0.1:{port}/v1/infer",

@@ -6,17 +6,14 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
 from modellease.cli import app
 from modellease.testing.server import free_port
-
-STARTUP_TIMEOUT_S = 30.0
+from tests.cli.processes import first_health
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -39,15 +36,7 @@ def test_serve_answers_health_and_prints_one_operator_token(tmp_path: Path, work
     ]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stderr.read() if server.stderr else ""
-                assert time.monotonic() < deadline, "the service did not start"
-                time.sleep(0.1)
+        health = first_health(server, port)
         assert health.json() == {"status": "ok"}
     finally:
         server.send_signal(signal.SIGTERM)

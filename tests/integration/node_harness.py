@@ -4,7 +4,8 @@ the test-side names for :mod:`modellease.testing.stage`, on the custodian of
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,3 +82,15 @@ def admin_order(custodian: Custodian, lease_id: str, kind: str, reason: str) -> 
             json={"kind": kind, "reason": reason},
             headers={"authorization": f"Bearer {token}"},
         )
+
+
+WAIT_S = 30.0  # generous: a correctness bound, not a performance claim
+POLL_S = 0.01
+
+
+def wait_until(condition: Callable[[], bool], *, within: float = WAIT_S) -> None:
+    """Poll ``condition`` until it holds; fail the test if it does not within ``within``."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(POLL_S)

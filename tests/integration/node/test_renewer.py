@@ -7,9 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -27,36 +24,16 @@ from modellease.enclave.wire import CustodianClient
 from modellease.protocol import Grant, Order, RenewResponse, format_timestamp, sign_message
 from modellease.testing.digits import DigitsModel
 from modellease.testing.server import free_port, serving
-from tests.integration.custodian_server import Custodian, running_custodian
+from tests.integration.custodian_server import Custodian
 from tests.integration.node_harness import (
+    POLL_S,
     Sealed,
     boot_node,
     lease_for,
     node_config,
     running_node,
-    seal,
+    wait_until,
 )
-
-DEADLINE_S = 10.0  # generous: a correctness bound, not a performance claim
-POLL_S = 0.01
-
-
-@pytest.fixture
-def custodian(tmp_path: Path) -> Iterator[Custodian]:
-    with running_custodian(tmp_path, f"sqlite+pysqlite:///{tmp_path / 'c.sqlite3'}") as c:
-        yield c
-
-
-@pytest.fixture
-def sealed(custodian: Custodian, digits_model: DigitsModel, tmp_path: Path) -> Sealed:
-    return seal(custodian, digits_model.onnx, tmp_path, name="digits", suffix=".onnx")
-
-
-def wait(condition: object) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(POLL_S)
 
 
 def pending_extensions(custodian: Custodian) -> list[ExtensionRequestRow]:
@@ -81,12 +58,12 @@ def test_an_exhausted_budget_files_one_extension_and_serving_resumes_once_approv
             assert http.post("/v1/infer", json=row).status_code == 200
         refused = http.post("/v1/infer", json=row)
         assert (refused.status_code, refused.json()["reason"]) == (429, "allowance_exhausted")
-        wait(lambda: len(pending_extensions(custodian)) == 1)
+        wait_until(lambda: len(pending_extensions(custodian)) == 1)
         request = pending_extensions(custodian)[0]
         assert (request.instance_id, request.units) == (booted.runtime.instance_id, 10)
         custodian.plane.decide_extension(request.id, approve=True, now=custodian.clock())
         node.renewer.poke()
-        wait(lambda: http.post("/v1/infer", json=row).status_code == 200)
+        wait_until(lambda: http.post("/v1/infer", json=row).status_code == 200)
     assert booted.runtime.meter.usage().allowance == 20
     assert pending_extensions(custodian) == []
 

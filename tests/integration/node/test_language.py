@@ -3,8 +3,6 @@ from a sealed memory file) to the official ``openai`` client, metered in tokens.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,7 +13,7 @@ from modellease.custodian import ledger
 from modellease.enclave.boot import BootedNode
 from modellease.enclave.engines.llama import LlamaEngine
 from modellease.testing.smollm import MODEL_NAME, smollm2_path
-from tests.integration.custodian_server import Custodian, running_custodian
+from tests.integration.custodian_server import Custodian
 from tests.integration.node_harness import (
     RunningNode,
     Sealed,
@@ -25,22 +23,15 @@ from tests.integration.node_harness import (
     node_config,
     running_node,
     seal,
+    wait_until,
 )
 
-DEADLINE_S = 30.0  # generous: a correctness bound, not a performance claim
-POLL_S = 0.01
 HAIKU = [{"role": "user", "content": "Write a haiku about the sea."}]
 
 
 @pytest.fixture(scope="module")
 def smollm2() -> bytes:
     return smollm2_path().read_bytes()
-
-
-@pytest.fixture
-def custodian(tmp_path: Path) -> Iterator[Custodian]:
-    with running_custodian(tmp_path, f"sqlite+pysqlite:///{tmp_path / 'c.sqlite3'}") as c:
-        yield c
 
 
 @pytest.fixture
@@ -205,7 +196,7 @@ def test_a_kill_stops_a_running_stream_and_only_what_ran_is_charged(
     booted = booted_node(custodian, sealed)
     loaded = len(mapped_model_files())
     with running_node(custodian, booted) as node:
-        wait(node.renewer.stream_connected.is_set)
+        wait_until(node.renewer.stream_connected.is_set)
         stream = client(node).completions.create(
             model=MODEL_NAME,
             prompt="Once upon a time",
@@ -219,7 +210,7 @@ def test_a_kill_stops_a_running_stream_and_only_what_ran_is_charged(
             assert admin_order(custodian, "lease-node", "kill", "stop now").status_code == 201
             with pytest.raises(openai.APIError):
                 pieces.extend(part.choices[0].text for part in stream)
-        wait(lambda: booted.engine.closed)
+        wait_until(lambda: booted.engine.closed)
         with pytest.raises(openai.APIStatusError) as refused:
             client(node).completions.create(model=MODEL_NAME, prompt="again", max_tokens=5)
     assert refused.value.status_code == 410
@@ -227,10 +218,3 @@ def test_a_kill_stops_a_running_stream_and_only_what_ran_is_charged(
     usage = booted.runtime.meter.usage()
     assert usage.reserved == 0
     assert 0 < usage.completion_tokens < 500
-
-
-def wait(condition: object) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(POLL_S)

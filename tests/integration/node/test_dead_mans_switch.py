@@ -4,7 +4,6 @@ after the custodian is back and has granted anew. Real clock, real servers, a 3 
 
 from __future__ import annotations
 
-import time
 from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
@@ -27,18 +26,21 @@ from modellease.testing.stage import (
     serve_node,
     utc_now,
 )
+from tests.integration.node_harness import wait_until
 
 TTL = timedelta(seconds=3)
-DEADLINE_S = 20.0  # generous: a correctness bound, not a performance claim
-POLL_S = 0.05
 
 
 def first_status(http: httpx.Client, row: dict[str, object], wanted: int) -> httpx.Response:
-    deadline = time.monotonic() + DEADLINE_S
-    while (answer := http.post("/v1/infer", json=row)).status_code != wanted:
-        assert time.monotonic() < deadline, f"still {answer.status_code}: {answer.text}"
-        time.sleep(POLL_S)
-    return answer
+    """Ask until the node answers ``wanted``; that answer."""
+    answers: list[httpx.Response] = []
+
+    def answered() -> bool:
+        answers.append(http.post("/v1/infer", json=row))
+        return answers[-1].status_code == wanted
+
+    wait_until(answered)
+    return answers[-1]
 
 
 def test_a_node_cut_off_from_its_custodian_stops_and_resumes_only_with_a_new_grant(

@@ -3,7 +3,6 @@ be wrong; nothing is served and no plaintext is left behind."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from modellease.enclave.boot import BundleMismatchError
 from modellease.enclave.wire import CustodianRefusedError
 from modellease.errors import BundleIntegrityError, ModelFileError
 from modellease.testing.digits import DigitsModel
-from tests.integration.custodian_server import Custodian, running_custodian
+from tests.integration.custodian_server import Custodian
 from tests.integration.node_harness import (
     Sealed,
     boot_node,
@@ -25,17 +24,6 @@ from tests.integration.node_harness import (
     node_config,
     seal,
 )
-
-
-@pytest.fixture
-def custodian(tmp_path: Path) -> Iterator[Custodian]:
-    with running_custodian(tmp_path, f"sqlite+pysqlite:///{tmp_path / 'c.sqlite3'}") as c:
-        yield c
-
-
-@pytest.fixture
-def sealed(custodian: Custodian, digits_model: DigitsModel, tmp_path: Path) -> Sealed:
-    return seal(custodian, digits_model.onnx, tmp_path, name="digits", suffix=".onnx")
 
 
 def instances(custodian: Custodian) -> int:

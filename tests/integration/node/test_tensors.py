@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import base64
 import io
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 
 from modellease.attestation import Evidence, appraise, policy_from_mapping
 from modellease.bundle.manifest import SignedManifest, verify_manifest
@@ -24,7 +20,7 @@ from modellease.enclave.wire import CustodianClient
 from modellease.keys import Nonce
 from modellease.protocol import canonical_json, parse_timestamp
 from modellease.testing.digits import DigitsModel
-from tests.integration.custodian_server import Custodian, running_custodian
+from tests.integration.custodian_server import Custodian
 from tests.integration.node_harness import (
     Sealed,
     admin_order,
@@ -33,22 +29,8 @@ from tests.integration.node_harness import (
     lease_for,
     node_config,
     running_node,
-    seal,
+    wait_until,
 )
-
-PUSH_DEADLINE_S = 10.0  # generous: a correctness bound, not a performance claim
-POLL_S = 0.01
-
-
-@pytest.fixture
-def custodian(tmp_path: Path) -> Iterator[Custodian]:
-    with running_custodian(tmp_path, f"sqlite+pysqlite:///{tmp_path / 'c.sqlite3'}") as c:
-        yield c
-
-
-@pytest.fixture
-def sealed(custodian: Custodian, digits_model: DigitsModel, tmp_path: Path) -> Sealed:
-    return seal(custodian, digits_model.onnx, tmp_path, name="digits", suffix=".onnx")
 
 
 def infer(http: httpx.Client, rows: np.ndarray) -> httpx.Response:
@@ -150,16 +132,17 @@ def test_a_low_slice_wakes_the_renewer_and_serving_goes_on(
     booted = boot_node(custodian, sealed, config, lease_for(custodian, sealed, config))
     row = digits_model.test_inputs[:1]
     with running_node(custodian, booted) as node, httpx.Client(base_url=node.url) as http:
-        served = 0
-        deadline = time.monotonic() + PUSH_DEADLINE_S
-        while served < 25 and time.monotonic() < deadline:
+        refusals: set[str] = set()
+
+        def serve_one() -> bool:  # True once a request is served; refusals remembered
             answer = infer(http, row)
-            if answer.status_code == 200:
-                served += 1
-            else:
-                assert answer.json()["reason"] == "allowance_exhausted"
-                time.sleep(POLL_S)
-        assert served == 25
+            if answer.status_code != 200:
+                refusals.add(answer.json()["reason"])
+            return answer.status_code == 200
+
+        for _ in range(25):
+            wait_until(serve_one)
+        assert refusals <= {"allowance_exhausted"}
         assert node.renewer.renewals >= 2
     _lease, instances = custodian.plane.lease_status("lease-node")
     assert instances[0].allowance >= 30
@@ -173,14 +156,14 @@ def test_a_kill_is_pushed_and_the_node_refuses_and_drops_the_model(
     row = digits_model.test_inputs[:1]
     with running_node(custodian, booted) as node, httpx.Client(base_url=node.url) as http:
         assert infer(http, row).status_code == 200
-        _wait(node.renewer.stream_connected.is_set)
+        wait_until(node.renewer.stream_connected.is_set)
         assert admin_order(custodian, "lease-node", "kill", "licence ended").status_code == 201
-        _wait(lambda: infer(http, row).status_code == 410)
+        wait_until(lambda: infer(http, row).status_code == 410)
         refused = infer(http, row)
         assert refused.json()["reason"] == "killed"
         assert booted.engine.closed
         assert http.get("/healthz").status_code == 503
-        _wait(lambda: node.renewer.renewals >= 1)  # the final usage report
+        wait_until(lambda: node.renewer.renewals >= 1)  # the final usage report
     assert booted.runtime.meter.usage().requests == 1
 
 
@@ -266,13 +249,6 @@ def test_metrics_are_counts_only(
     assert "modellease_used_units" in text
     line = next(x for x in text.splitlines() if x.startswith("modellease_requests_total"))
     assert line.endswith(" 1.0")
-
-
-def _wait(condition: object) -> None:
-    deadline = time.monotonic() + PUSH_DEADLINE_S
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(POLL_S)
 
 
 def test_an_engine_closed_under_a_request_answers_503_and_charges_nothing(
