@@ -18,16 +18,16 @@ SmolLM2-135M-Instruct sealed, nodes booted through ``enclave.boot`` with the sim
     HTTPS round trips (TLS handshake each) to a loopback uvicorn server. Target: p50
     <= 0.2 ms and >= 250x lower than the baseline.
 (c) **cold start**: ``boot()`` (bundle check, keys, nonce, evidence, enrolment, key release,
-    decryption into a sealed memfd, llama.cpp load with the re-hash alongside) against the
-    **baseline** plain ``llama_cpp.Llama`` load of the same GGUF file from the page cache,
-    same context size and threads. The HTTP client is made before the clock starts (its CA
+    decryption into a sealed memfd allocated during enrolment, llama.cpp load with the
+    re-hash alongside) against the **baseline** plain ``llama_cpp.Llama`` load of the same
+    GGUF file from the page cache, same context size and threads, alternating run by run. The HTTP client is made before the clock starts (its CA
     bundle takes ~50 ms to load). Target: <= 1.5x.
 (d) **off-switch latency** with the push channel: a kill order posted to the admin API until
     the node's first 410, polled every millisecond; a fresh lease and node each time.
     Target: p99 < 1 s.
 
 Usage: ``python bench/node.py [--rounds 4] [--round-seconds 5] [--cost-calls 20000]
-[--https-calls 200] [--cold-runs 3] [--kills 30]``. Results go to
+[--https-calls 200] [--cold-runs 9] [--kills 30]``. Results go to
 ``bench/results/node-<YYYYMMDD>.{json,md}`` with the machine.
 """
 
@@ -586,7 +586,7 @@ def main() -> None:
     parser.add_argument("--round-seconds", type=float, default=5.0)
     parser.add_argument("--cost-calls", type=int, default=20_000)
     parser.add_argument("--https-calls", type=int, default=200)
-    parser.add_argument("--cold-runs", type=int, default=3)
+    parser.add_argument("--cold-runs", type=int, default=9)
     parser.add_argument("--kills", type=int, default=30)
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()

@@ -54,6 +54,15 @@ def positional_reader(f: BufferedIOBase) -> Callable[[int, memoryview], int]:
     return pread
 
 
+def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    """Write all of ``data`` to ``fd`` at ``offset`` (``os.pwrite`` may write less at once)."""
+    while data:
+        n = os.pwrite(fd, data, offset)
+        if n <= 0:
+            raise OSError(f"could not write to file descriptor {fd} at offset {offset}")
+        data, offset = data[n:], offset + n
+
+
 def stream_length(f: BufferedIOBase) -> int:
     """Total length of a seekable stream, leaving its position unchanged."""
     try:

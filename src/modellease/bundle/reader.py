@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Self
 
 from modellease._hazmat import FrameCipher, ct_equal
-from modellease.bundle._io import Progress, positional_reader, stream_length, wipe
+from modellease.bundle._io import Progress, positional_reader, pwrite_all, stream_length, wipe
 from modellease.bundle.format import (
     HEADER_SIZE,
     MAX_MODEL_SIZE,
@@ -77,6 +77,14 @@ class _DigestThread:
         self._queue.put(None)
         self._thread.join()
         return self._hash.digest()
+
+
+@dataclass(frozen=True, slots=True)
+class _FileTarget:
+    """Decrypt into this file descriptor, ``size`` bytes from offset 0."""
+
+    fd: int
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +201,19 @@ class BundleReader:
             with flat[:size] as target:
                 self._decrypt_checked(target, FrameCipher(data_key), verify_digest, progress)
 
+    def decrypt_to_file(self, fd: int, *, data_key: DataKey) -> None:
+        """Decrypt every frame into the file ``fd`` from offset 0, with positional writes.
+
+        For a memory file that an engine maps afterwards. Nothing is mapped here: writing
+        through a mapping faults every page in first, which cost more than the decryption
+        (bench/README.md, ``node.py``). The plaintext passes through one run-sized buffer
+        per thread, wiped before returning. Frames are authenticated, but the digest is not
+        checked here: check the file's contents with :meth:`check_plaintext` before trusting
+        them. On a failure the file holds a partial model: the caller closes it.
+        """
+        size = self._manifest.model.size
+        self._decrypt_frames(_FileTarget(fd, size), FrameCipher(data_key), None, None)
+
     def _decrypt_checked(
         self,
         target: memoryview,
@@ -224,46 +245,56 @@ class BundleReader:
 
     def _decrypt_frames(
         self,
-        target: memoryview,
+        target: memoryview | _FileTarget,
         cipher: FrameCipher,
         digest: _DigestThread | None,
         progress: Progress | None,
     ) -> None:
         frame_size = self._manifest.frame_size
-        size = len(target)
+        size = len(target) if isinstance(target, memoryview) else target.size
         n = frame_count(size, frame_size)
         aad = frame_aad(self._signed.raw)
         per_read = max(1, READ_CHUNK // (frame_size + TAG_SIZE))
         read_at = positional_reader(self._file)
         first_frame_at = self._header.frames_offset
         threads = 1 if digest is not None else DECRYPT_THREADS
-        buffers: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
-        for _ in range(threads):
-            buffers.put(memoryview(bytearray(per_read * (frame_size + TAG_SIZE))))
+        to_file = isinstance(target, _FileTarget)
+        # Per thread: a ciphertext buffer and, for a file target, a plaintext staging buffer.
+        buffers: queue.SimpleQueue[tuple[memoryview, memoryview]] = queue.SimpleQueue()
+        staging = [
+            memoryview(bytearray(per_read * frame_size if to_file else 0)) for _ in range(threads)
+        ]
+        for stage in staging:
+            buffers.put((memoryview(bytearray(per_read * (frame_size + TAG_SIZE))), stage))
 
         def run(first: int) -> tuple[int, int]:
             """Read and decrypt one run of frames; return the span of plaintext it filled."""
             last = min(n, first + per_read)
             start, end = first * frame_size, min(size, last * frame_size)
             want = end - start + (last - first) * TAG_SIZE
-            chunk = buffers.get()
+            chunk, stage = buffers.get()
+            # Straight into the caller's buffer, or into the staging buffer and then the file.
+            into, base = (target, 0) if isinstance(target, memoryview) else (stage, start)
             try:
                 if read_at(first_frame_at + first * (frame_size + TAG_SIZE), chunk[:want]) < want:
                     raise BundleIntegrityError  # the file shrank after it was verified
                 offset = 0
                 for i in range(first, last):
                     plain = min(frame_size, size - i * frame_size)
+                    at = i * frame_size - base
                     authentic = cipher.decrypt_into(
                         frame_nonce(i, final=i == n - 1),
                         chunk[offset : offset + plain + TAG_SIZE],
                         aad,
-                        target[i * frame_size : i * frame_size + plain],
+                        into[at : at + plain],
                     )
                     if not authentic:
                         raise BundleIntegrityError
                     offset += plain + TAG_SIZE
+                if isinstance(target, _FileTarget):
+                    pwrite_all(target.fd, stage[: end - start], start)
             finally:
-                buffers.put(chunk)
+                buffers.put((chunk, stage))
             return start, end
 
         # Runs complete in any order; the digest and progress take them in order. On a
@@ -271,13 +302,16 @@ class BundleReader:
         with ThreadPoolExecutor(threads, thread_name_prefix="bundle-decrypt") as pool:
             try:
                 for start, end in pool.map(run, range(0, n, per_read)):
-                    if digest is not None:
+                    if digest is not None and isinstance(target, memoryview):
                         digest.feed(target[start:end])
                     if progress is not None:
                         progress(end - start)
             except BaseException:
                 pool.shutdown(cancel_futures=True)
                 raise
+            finally:
+                for stage in staging:
+                    wipe(stage)
         if read_at(first_frame_at + sealed_length(size, frame_size), memoryview(bytearray(1))):
             raise BundleIntegrityError  # the file grew after it was verified
 

@@ -11,7 +11,8 @@ In order, each step refusing with a typed error before the next one starts:
    name the bundle being opened;
 5. the data key is unwrapped (HPKE, bound to bundle, instance and lease) and the KEM private
    key dropped;
-6. the bundle is decrypted into memory and checked against the manifest's hash while the
+6. the bundle is decrypted into memory (for a language model, a memory file allocated while
+   steps 2-5 ran) and checked against the manifest's hash while the
    engine loads it (:func:`~modellease.enclave.loading.load_engine`); our buffers are wiped.
 
 The data key is not kept: once the engine holds the model, nothing needs it. (It is an
@@ -35,7 +36,7 @@ from modellease.bundle.manifest import SignedManifest
 from modellease.custodian.key_release import unwrap_data_key
 from modellease.enclave.config import NodeConfig
 from modellease.enclave.keeper import LeaseKeeper
-from modellease.enclave.loading import Engine, load_engine
+from modellease.enclave.loading import Engine, load_engine, reserved_memory
 from modellease.enclave.runtime import NodeRuntime
 from modellease.enclave.wire import CustodianClient
 from modellease.errors import InvalidInputError
@@ -89,7 +90,10 @@ def boot(
 ) -> BootedNode:
     """Run the steps of the module docstring; on any refusal nothing is served."""
     started = time.perf_counter()
-    with BundleReader.open(bundle, trusted_custodians=[config.custodian_key]) as reader:
+    with (
+        BundleReader.open(bundle, trusted_custodians=[config.custodian_key]) as reader,
+        reserved_memory(reader.manifest.model) as memory,  # allocated while we enrol
+    ):
         manifest = reader.manifest
         signer, kem = SigningKey.generate(), KemPrivateKey.generate()
         signing_public = InstanceSigningKey(signer.public_bytes())
@@ -133,7 +137,7 @@ def boot(
                 "unit": grant.unit,
             },
         )
-        engine = load_engine(reader, data_key=data_key, threads=threads)
+        engine = load_engine(reader, data_key=data_key, memory=memory, threads=threads)
         del data_key
         signed_manifest = reader.signed_manifest
     log.info(

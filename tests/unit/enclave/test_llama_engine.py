@@ -16,7 +16,8 @@ from modellease.enclave.engines.llama import (
     LlamaEngine,
     PromptTooLongError,
     Sampling,
-    sealed_memfd,
+    memory_file,
+    seal_memory_file,
 )
 from modellease.enclave.engines.stopped import EngineStoppedError
 from modellease.errors import InvalidInputError
@@ -26,7 +27,9 @@ SPANISH = [{"role": "user", "content": "Say hello in Spanish."}]
 
 
 def load(data: bytes) -> LlamaEngine:
-    fd = sealed_memfd(len(data), lambda mapped: mapped.__setitem__(slice(0, len(data)), data))
+    fd = memory_file(len(data))
+    os.pwrite(fd, data, 0)
+    seal_memory_file(fd)
     return LlamaEngine(fd, name="smollm2", context=512, threads=2)
 
 
@@ -47,22 +50,36 @@ def run(engine: LlamaEngine, prompt: list[int], max_tokens: int) -> tuple[str, G
     return text, into
 
 
-def test_the_memory_file_is_sealed_and_a_failed_fill_leaves_nothing_open() -> None:
-    fd = sealed_memfd(4, lambda mapped: mapped.__setitem__(slice(0, 4), b"GGUF"))
+def open_fds() -> set[str]:
+    return {fd.name for fd in Path("/proc/self/fd").iterdir()}
+
+
+def test_the_memory_file_is_allocated_then_sealed() -> None:
+    fd = memory_file(4)
     try:
+        assert os.fstat(fd).st_size == 4
+        assert os.fstat(fd).st_blocks > 0  # allocated now, not at first write
+        os.pwrite(fd, b"GGUF", 0)
+        seal_memory_file(fd)
         assert fcntl.fcntl(fd, fcntl.F_GET_SEALS) & MEMFD_SEALS == MEMFD_SEALS
         with pytest.raises(PermissionError):
-            os.write(fd, b"x")
+            os.pwrite(fd, b"x", 0)
+        with pytest.raises(PermissionError):
+            os.ftruncate(fd, 8)
+        assert os.pread(fd, 8, 0) == b"GGUF"
     finally:
         os.close(fd)
-    before = {fd.name for fd in Path("/proc/self/fd").iterdir()}
 
-    def fail(_mapped: object) -> None:
-        raise ValueError("decryption failed")
 
-    with pytest.raises(ValueError, match="decryption failed"):
-        sealed_memfd(4, fail)
-    assert {fd.name for fd in Path("/proc/self/fd").iterdir()} <= before
+def test_memory_that_cannot_be_had_leaves_nothing_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_memory(_fd: int, _offset: int, _length: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_memory)
+    before = open_fds()
+    with pytest.raises(OSError, match="No space left"):
+        memory_file(4)
+    assert open_fds() <= before
 
 
 def test_not_a_gguf_model_is_refused() -> None:

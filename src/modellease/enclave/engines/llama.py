@@ -22,6 +22,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import fcntl
+import functools
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -58,23 +59,25 @@ class Sampling:
     seed: int | None = None
 
 
-def sealed_memfd(size: int, fill: Any) -> int:  # noqa: ANN401 - a callable writing a buffer
-    """An anonymous memory file of ``size`` bytes, filled by ``fill(mmap)``, then sealed.
+def memory_file(size: int) -> int:
+    """A new anonymous memory file of ``size`` bytes, its (zeroed) pages allocated now.
 
-    On failure the file is closed (its pages freed) and the error re-raised.
+    Allocating takes about as long as decrypting into it, and needs no key: the node does
+    it while it enrols. Raises ``OSError`` if the memory cannot be had.
     """
-    import mmap  # noqa: PLC0415 - only the llama path maps memory
-
     fd = os.memfd_create("modellease-model", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
         os.ftruncate(fd, size)
-        with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE) as mapped:
-            fill(mapped)
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, MEMFD_SEALS)
+        os.posix_fallocate(fd, 0, size)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def seal_memory_file(fd: int) -> None:
+    """Seal a filled memory file: its size and content can no longer change, nor its seals."""
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, MEMFD_SEALS)
 
 
 class LlamaEngine:
@@ -109,11 +112,12 @@ class LlamaEngine:
         self._eos = self._llm.token_eos()
         self._vocab = self._llm._model.vocab
         self._vocab_is_eog: Any = llama_vocab_is_eog
-        self._template = self._chat_template()
         self._lock = threading.Lock()
         self._closing = threading.Event()
 
-    def _chat_template(self) -> Any:  # noqa: ANN401 - llama_cpp's formatter
+    @functools.cached_property
+    def _template(self) -> Any:  # noqa: ANN401 - llama_cpp's formatter
+        """The model's chat template, compiled at the first chat (not on the boot's path)."""
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # noqa: PLC0415
 
         template = self._llm.metadata.get("tokenizer.chat_template")
