@@ -20,14 +20,15 @@ SmolLM2-135M-Instruct sealed, nodes booted through ``enclave.boot`` with the sim
 (c) **cold start**: ``boot()`` (bundle check, keys, nonce, evidence, enrolment, key release,
     decryption into a sealed memfd allocated during enrolment, llama.cpp load with the
     re-hash alongside) against the **baseline** plain ``llama_cpp.Llama`` load of the same
-    GGUF file from the page cache, same context size and threads, alternating run by run. The HTTP client is made before the clock starts (its CA
-    bundle takes ~50 ms to load). Target: <= 1.5x.
+    GGUF file from the page cache, same context size and threads, alternating run by run.
+    The HTTP client is made before the clock starts (its CA bundle takes ~50 ms to load).
+    Target: <= 1.5x.
 (d) **off-switch latency** with the push channel: a kill order posted to the admin API until
     the node's first 410, polled every millisecond; a fresh lease and node each time.
     Target: p99 < 1 s.
 
 Usage: ``python bench/node.py [--rounds 4] [--round-seconds 5] [--cost-calls 20000]
-[--https-calls 200] [--cold-runs 9] [--kills 30]``. Results go to
+[--https-calls 200] [--cold-runs 9] [--kills 30] [--aa]``. Results go to
 ``bench/results/node-<YYYYMMDD>.{json,md}`` with the machine.
 """
 
@@ -37,6 +38,7 @@ import argparse
 import asyncio
 import datetime as dt
 import ipaddress
+import json
 import multiprocessing
 import os
 import ssl
@@ -141,9 +143,10 @@ def bare_app(onnx: OnnxEngine, llama: LlamaEngine) -> FastAPI:
     return app
 
 
-def serve(conn: Any, work: Path) -> None:
+def serve(conn: Any, work: Path, twin: bool = False) -> None:
     """Child: custodian, two governed nodes (digits, SmolLM2), and the bare app on the same
-    engine objects; send the three URLs, serve until told to stop."""
+    engine objects; send the three URLs, serve until told to stop. With ``twin`` (the A/A
+    check), the URLs said to be the nodes' are a second bare app on the same engines."""
     with custodian_stage(work / "home") as stage:
         digits = build_digits_model()
         nodes = {}
@@ -177,8 +180,12 @@ def serve(conn: Any, work: Path) -> None:
             serve_node(stage, nodes["digits"], renew=False) as tensor_node,
             serve_node(stage, nodes["smollm2"], renew=False) as chat_node,
             serving(bare_app(onnx, llama)) as bare,
+            serving(bare_app(onnx, llama)) as twin_url,
         ):
-            conn.send({"tensor": tensor_node.url, "chat": chat_node.url, "bare": bare})
+            if twin:
+                conn.send({"tensor": twin_url, "chat": twin_url, "bare": bare})
+            else:
+                conn.send({"tensor": tensor_node.url, "chat": chat_node.url, "bare": bare})
             conn.recv()  # stop
 
 
@@ -206,9 +213,9 @@ async def load(
     return done, tokens, time.perf_counter() - started
 
 
-def overhead(rounds: int, seconds: float, work: Path) -> dict[str, Any]:
+def overhead(rounds: int, seconds: float, work: Path, *, twin: bool = False) -> dict[str, Any]:
     parent, child = multiprocessing.Pipe()
-    server = multiprocessing.get_context("fork").Process(target=serve, args=(child, work))
+    server = multiprocessing.get_context("fork").Process(target=serve, args=(child, work, twin))
     server.start()
     urls = parent.recv()
     digits = build_digits_model()
@@ -589,9 +596,21 @@ def main() -> None:
     parser.add_argument("--cold-runs", type=int, default=9)
     parser.add_argument("--kills", type=int, default=30)
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument(
+        "--aa",
+        action="store_true",
+        help="only (a), with the bare app on both sides: how far two identical servers "
+        "differ on this machine (printed, not saved)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="modellease-bench-node-") as tmp:
         work = Path(tmp)
+        if args.aa:
+            same = overhead(args.rounds, args.round_seconds, work / "a", twin=True)
+            print("A/A: bare app against a second bare app on the same engines")
+            for part in ("tensor", "chat"):
+                print(f"  {part}: {json.dumps(same[part])}")
+            return
         print("(a) governance overhead ...", flush=True)
         over = overhead(args.rounds, args.round_seconds, work / "a")
         with custodian_stage(work / "home") as stage:
