@@ -37,7 +37,7 @@ lint: $(STAMP)
 
 # Branch coverage: 100 % required on the security core (bundle, attestation, protocol, the
 # ledger and key release), reported for the rest.
-CORE := */modellease/bundle/*,*/modellease/attestation/*,*/modellease/protocol/*,*/modellease/_hazmat/*,*/modellease/custodian/ledger.py,*/modellease/custodian/key_release.py,*/modellease/enclave/*
+CORE := */modellease/bundle/*,*/modellease/attestation/*,*/modellease/protocol/*,*/modellease/_hazmat/*,*/modellease/custodian/ledger.py,*/modellease/custodian/key_release.py,*/modellease/enclave/*,*/modellease/client/*
 
 test: lint
 	scripts/ensure-postgres

@@ -3,6 +3,7 @@ real custodian, serves, and stops gracefully; refusals are one clear line and an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -11,19 +12,19 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
-from modellease.attestation import runtime_measurement
+from modellease.attestation import policy_from_mapping, runtime_measurement
 from modellease.cli import app
+from modellease.client import pinned_client, verify_node
 from modellease.enclave.config import NodeConfig, render_config
 from modellease.protocol import SignedDocument, UsageReport
 from modellease.testing.digits import DigitsModel
 from modellease.testing.server import free_port
 from tests.cli.processes import first_health
 from tests.integration.custodian_server import Custodian, running_custodian
-from tests.integration.node_harness import lease_for, seal
+from tests.integration.node_harness import dev_policy, lease_for, seal
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def write_config(custodian: Custodian, out: Path) -> NodeConfig:
     return config
 
 
-def serve_command(config: Path, lease: str, bundle: Path, port: int) -> list[str]:
+def serve_command(config: Path, lease: str, bundle: Path, port: int, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -70,6 +71,7 @@ def serve_command(config: Path, lease: str, bundle: Path, port: int) -> list[str
         str(port),
         "--threads",
         "1",
+        *extra,
     ]
 
 
@@ -88,18 +90,24 @@ def test_node_serve_enrols_serves_and_stops_gracefully(
         text=True,
     )
     try:
-        health = first_health(node, port)
+        health = first_health(node, port, scheme="https")
         assert health.json() == {"status": "serving"}
-        answer = httpx.post(
-            f"http://127.0.0.1:{port}/v1/infer",
-            json={"inputs": {"X": digits_model.test_inputs[:4].tolist()}},
+        verified = verify_node(
+            f"https://127.0.0.1:{port}",
+            policy=policy_from_mapping(dev_policy(config)),
+            trusted_custodians=[custodian.home.public_key],
+            expect_model_sha256=hashlib.sha256(digits_model.onnx).hexdigest(),
         )
+        with pinned_client(verified) as http:
+            answer = http.post(
+                "/v1/infer", json={"inputs": {"X": digits_model.test_inputs[:4].tolist()}}
+            )
         assert answer.json()["outputs"]["label"] == digits_model.test_labels[:4].tolist()
     finally:
         node.send_signal(signal.SIGTERM)
         stdout, stderr = node.communicate(timeout=30)
     assert node.returncode in (0, -signal.SIGTERM)
-    assert "serving digits on http://127.0.0.1:" in stdout
+    assert "serving digits on https://127.0.0.1:" in stdout
     assert "WARNING: simulated TEE: INSECURE" in stderr
     logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     messages = [line["message"] for line in logged]
@@ -111,6 +119,30 @@ def test_node_serve_enrols_serves_and_stops_gracefully(
     assert last is not None
     signed = SignedDocument.from_json(last.signed_json.encode())
     assert UsageReport.model_validate_json(signed.payload).counters.requests == 1
+
+
+def test_node_serve_insecure_http_is_plain_and_says_so(
+    custodian: Custodian, digits_model: DigitsModel, tmp_path: Path
+) -> None:
+    config = write_config(custodian, tmp_path / "node.json")
+    sealed = seal(custodian, digits_model.onnx, tmp_path, name="digits", suffix=".onnx")
+    lease = lease_for(custodian, sealed, config)
+    port = free_port()
+    node = subprocess.Popen(
+        serve_command(tmp_path / "node.json", lease, sealed.path, port, "--insecure-http"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert first_health(node, port).json() == {"status": "serving"}
+    finally:
+        node.send_signal(signal.SIGTERM)
+        stdout, stderr = node.communicate(timeout=30)
+    assert "serving digits on http://127.0.0.1:" in stdout
+    assert "WARNING: --insecure-http: plain HTTP, INSECURE" in stderr
+    logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert any("insecure, development only" in line["message"] for line in logged)
 
 
 def test_node_serve_without_a_custodian_fails_in_one_line(

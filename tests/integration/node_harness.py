@@ -65,9 +65,9 @@ def boot_node(
 
 @contextmanager
 def running_node(
-    custodian: Custodian, booted: BootedNode, *, renew: bool = True
+    custodian: Custodian, booted: BootedNode, *, renew: bool = True, tls: bool = False
 ) -> Iterator[RunningNode]:
-    with stage.serve_node(custodian.stage, booted, renew=renew) as node:
+    with stage.serve_node(custodian.stage, booted, renew=renew, tls=tls) as node:
         yield node
 
 

@@ -10,6 +10,7 @@ banned-imports rule (TID251) keeps other modules out of ``cryptography.hazmat``.
 * :mod:`._hpke` — HPKE (RFC 9180) base mode, X25519/HKDF-SHA256/AES-256-GCM.
 * :mod:`._ecdsa` — ECDSA P-384/SHA-384 verification (SEV-SNP reports).
 * :mod:`._x509` — certificate chains in and out of PEM/DER.
+* :mod:`._tls` — the node's TLS key (P-256) and its self-signed certificate.
 * :func:`ct_equal` — the one constant-time comparison for secrets and digests.
 """
 
@@ -40,6 +41,7 @@ from modellease._hazmat._hpke import (
     hpke_seal,
 )
 from modellease._hazmat._kdf import ScryptParams, hkdf_sha256, scrypt
+from modellease._hazmat._tls import TlsPrivateKey, certificate_key_sha256
 from modellease._hazmat._x509 import certificate_der, certificate_pem, load_pem_chain
 
 __all__ = [
@@ -58,7 +60,9 @@ __all__ = [
     "KemPrivateKey",
     "ScryptParams",
     "SigningKey",
+    "TlsPrivateKey",
     "certificate_der",
+    "certificate_key_sha256",
     "certificate_pem",
     "ct_equal",
     "ecdsa_p384_sha384_verify",

@@ -12,6 +12,7 @@ from modellease.cli.demo import demo
 from modellease.cli.lease import lease_app, token_app, usage
 from modellease.cli.node import node_app
 from modellease.cli.overseer import overseer_app
+from modellease.cli.verify import verify
 
 app = typer.Typer(
     name="modellease",
@@ -32,6 +33,7 @@ app.command()(inspect)
 app.command()(unseal)
 app.command()(demo)
 app.command()(usage)
+app.command()(verify)
 
 
 def main() -> None:

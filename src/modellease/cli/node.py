@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -31,6 +32,7 @@ from modellease.errors import InvalidInputError, TransportError
 from modellease.logs import LogFormat
 
 node_app = typer.Typer(help="The enclave node: configuration and serving.")
+log = logging.getLogger("modellease.node")
 
 CUSTODIAN_TIMEOUT_S = 10.0
 
@@ -92,8 +94,17 @@ def serve(
     log_format: Annotated[
         LogFormat, typer.Option(help="Logs on standard error: one JSON object per line, or text.")
     ] = LogFormat.JSON,
+    insecure_http: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-http",
+            help="Serve plain HTTP instead of attested TLS: INSECURE, development only "
+            "(anyone on the path reads prompts, and clients cannot verify the node).",
+        ),
+    ] = False,
 ) -> None:
-    """Enrol on a lease (attested), open the bundle in memory, and serve it under the lease."""
+    """Enrol on a lease (attested), open the bundle in memory, and serve it under the lease
+    over HTTPS with the TLS key the evidence binds."""
     logs.configure(fmt=log_format)
     with reporting():
         node_config = NodeConfig.from_bytes(config_file.read_bytes())
@@ -123,11 +134,27 @@ def serve(
             )
 
         app = create_node_app(booted, renewer=renewer)
+        scheme = "http" if insecure_http else "https"
+        if insecure_http:
+            err.print(
+                "WARNING: --insecure-http: plain HTTP, INSECURE, for development only: "
+                "prompts and answers cross the network in clear, and no client can verify "
+                "this node"
+            )
+            log.warning("serving plain HTTP (--insecure-http): insecure, development only")
         out.print(
             f"node {booted.runtime.instance_id} serving {booted.manifest.model.name} "
-            f"on http://{host}:{port}"
+            f"on {scheme}://{host}:{port}"
         )
+        tls = None if insecure_http else booted.tls.server_context
         try:
-            uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+            uvicorn.run(
+                app,
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
+                ssl_context_factory=(lambda _config, _default: tls()) if tls else None,
+            )
         finally:
             booted.engine.close()  # the model goes with the process, whatever ended it

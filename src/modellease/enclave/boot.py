@@ -4,9 +4,10 @@ In order, each step refusing with a typed error before the next one starts:
 
 1. the bundle's header and manifest signature are checked against the custodian key of the
    measured configuration (a bundle from anyone else is refused before enrolling);
-2. the instance keys (Ed25519 for reports, X25519 for the data key) are generated here,
-   inside the TEE, and never leave it;
-3. a nonce from the custodian, evidence from the TEE binding the nonce and both public keys;
+2. the instance keys (Ed25519 for reports, X25519 for the data key, P-256 for TLS) are
+   generated here, inside the TEE, and never leave it;
+3. a nonce from the custodian, evidence from the TEE binding the nonce, both public keys
+   and the hash of the TLS key (:mod:`modellease.attestation.tls`);
 4. enrolment: the first grant is verified by the lease keeper (pinned custodian key) and must
    name the bundle being opened;
 5. the data key is unwrapped (HPKE, bound to bundle, instance and lease) and the KEM private
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from modellease._hazmat import KemPrivateKey, SigningKey
+from modellease._hazmat import KemPrivateKey, SigningKey, TlsPrivateKey
 from modellease.attestation import Attester, InstanceClaims, produce_evidence
 from modellease.bundle import BundleReader, Manifest
 from modellease.bundle.manifest import SignedManifest
@@ -38,6 +39,7 @@ from modellease.enclave.config import NodeConfig
 from modellease.enclave.keeper import LeaseKeeper
 from modellease.enclave.loading import Engine, load_engine, reserved_memory
 from modellease.enclave.runtime import NodeRuntime
+from modellease.enclave.tls import NodeCertificate
 from modellease.enclave.wire import CustodianClient
 from modellease.errors import InvalidInputError
 from modellease.keys import InstanceKemKey, InstanceSigningKey, Nonce
@@ -66,6 +68,7 @@ class BootedNode:
     kem_public_key: InstanceKemKey
     signing_public_key: InstanceSigningKey
     enrolment_evidence: bytes  # the evidence the custodian appraised (JSON)
+    tls: NodeCertificate  # the HTTPS identity, bound in every evidence this node produces
 
     def evidence(self, nonce: Nonce) -> bytes:
         """Fresh evidence binding a consumer's ``nonce`` and this instance's public keys."""
@@ -74,6 +77,7 @@ class BootedNode:
             nonce=nonce,
             kem_public_key=self.kem_public_key,
             signing_public_key=self.signing_public_key,
+            tls_public_key_sha256=self.tls.key.public_key_sha256(),
         )
         return produce_evidence(self.attester, claims).to_json()
 
@@ -95,7 +99,11 @@ def boot(
         reserved_memory(reader.manifest.model) as memory,  # allocated while we enrol
     ):
         manifest = reader.manifest
-        signer, kem = SigningKey.generate(), KemPrivateKey.generate()
+        signer, kem, tls_key = (
+            SigningKey.generate(),
+            KemPrivateKey.generate(),
+            TlsPrivateKey.generate(),
+        )
         signing_public = InstanceSigningKey(signer.public_bytes())
         kem_public = InstanceKemKey(kem.public_bytes())
         nonce = Nonce(bytes.fromhex(custodian.nonce(lease_id).nonce))
@@ -104,6 +112,7 @@ def boot(
             nonce=nonce,
             kem_public_key=kem_public,
             signing_public_key=signing_public,
+            tls_public_key_sha256=tls_key.public_key_sha256(),
         )
         evidence = produce_evidence(attester, claims).to_json()
         answer = custodian.enrol(
@@ -157,4 +166,7 @@ def boot(
         kem_public_key=kem_public,
         signing_public_key=signing_public,
         enrolment_evidence=evidence,
+        tls=NodeCertificate.issue(
+            tls_key, evidence=evidence, name=f"modellease node {answer.instance_id}", now=clock()
+        ),
     )

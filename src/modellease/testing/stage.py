@@ -127,9 +127,12 @@ class RunningNode:
 
 
 @contextmanager
-def serve_node(stage: Stage, booted: BootedNode, *, renew: bool = True) -> Iterator[RunningNode]:
-    """Serve ``booted`` on loopback; with ``renew`` its renewer runs (renewals, orders).
-    The engine is closed when the block ends."""
+def serve_node(
+    stage: Stage, booted: BootedNode, *, renew: bool = True, tls: bool = False
+) -> Iterator[RunningNode]:
+    """Serve ``booted`` on loopback; with ``renew`` its renewer runs (renewals, orders);
+    with ``tls`` over HTTPS with the node's attested key. The engine is closed when the
+    block ends."""
     http = httpx.Client(base_url=stage.url, timeout=CUSTODIAN_TIMEOUT_S)
 
     def renewer() -> Renewer:
@@ -138,7 +141,8 @@ def serve_node(stage: Stage, booted: BootedNode, *, renew: bool = True) -> Itera
 
     app = create_node_app(booted, clock=stage.clock, renewer=renewer if renew else None)
     try:
-        with serving(app, lifespan=True) as url:
+        context = booted.tls.server_context if tls else None
+        with serving(app, lifespan=True, tls=context) as url:
             yield RunningNode(url=url, booted=booted, renewers=app.state.context.renewers)
     finally:
         http.close()
