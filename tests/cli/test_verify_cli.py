@@ -11,7 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from modellease._hazmat import SigningKey
+from modellease.attestation import policy_from_mapping
 from modellease.cli import app
+from modellease.client import pinned_client, verify_node
+from modellease.protocol.receipts import RECEIPT_HEADER
 from modellease.testing.digits import DigitsModel
 from tests.integration.custodian_server import Custodian, running_custodian
 from tests.integration.node_harness import (
@@ -93,3 +96,57 @@ def test_verify_names_the_first_check_that_failed(
     code, _, stderr = run(running.url, policy, "not-a-key")
     assert code == 2
     assert "Invalid value for --custodian" in stderr
+
+
+def test_receipt_verify_checks_a_receipt_offline(
+    node: tuple[Custodian, RunningNode, Path], digits_model: DigitsModel, tmp_path: Path
+) -> None:
+    custodian, running, policy = node
+    code, stdout, _ = run(running.url, policy, custodian.home.public_key.hex(), "--json")
+    assert code == 0
+    (tmp_path / "node.json").write_text(stdout)
+    verified = verify_node(
+        running.url,
+        policy=policy_from_mapping(json.loads(policy.read_text())),
+        trusted_custodians=[custodian.home.public_key],
+    )
+    with pinned_client(verified) as http:
+        answer = http.post(
+            "/v1/infer", json={"inputs": {"X": digits_model.test_inputs[:1].tolist()}}
+        )
+    (tmp_path / "receipt").write_text(answer.headers[RECEIPT_HEADER])
+    (tmp_path / "request").write_bytes(answer.request.content)
+    (tmp_path / "response").write_bytes(answer.content)
+    files = ["--node", str(tmp_path / "node.json"), "--request", str(tmp_path / "request")]
+    result = CliRunner().invoke(
+        app,
+        [
+            "receipt",
+            "verify",
+            str(tmp_path / "receipt"),
+            *files,
+            "--response",
+            str(tmp_path / "response"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    checked = json.loads(result.stdout)["receipt"]
+    assert (checked["units"], checked["lease_id"]) == ("1", "lease-node")
+    result = CliRunner().invoke(app, ["receipt", "verify", str(tmp_path / "receipt"), *files])
+    assert result.exit_code == 0
+    assert "receipt valid" in result.stdout
+    (tmp_path / "other").write_bytes(answer.content + b" ")
+    result = CliRunner().invoke(
+        app,
+        [
+            "receipt",
+            "verify",
+            str(tmp_path / "receipt"),
+            *files,
+            "--response",
+            str(tmp_path / "other"),
+        ],
+    )
+    assert result.exit_code == 3
+    assert "error (receipt_mismatch): the receipt is for another response body" in result.stderr

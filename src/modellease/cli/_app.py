@@ -12,6 +12,7 @@ from modellease.cli.demo import demo
 from modellease.cli.lease import lease_app, token_app, usage
 from modellease.cli.node import node_app
 from modellease.cli.overseer import overseer_app
+from modellease.cli.receipt import receipt_app
 from modellease.cli.verify import verify
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app.add_typer(lease_app, name="lease")
 app.add_typer(token_app, name="token")
 app.add_typer(overseer_app, name="overseer")
 app.add_typer(node_app, name="node")
+app.add_typer(receipt_app, name="receipt")
 app.command()(seal)
 app.command()(inspect)
 app.command()(unseal)

@@ -29,15 +29,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from modellease._hazmat import SigningKey
-from modellease.attestation import runtime_measurement
+from modellease.attestation import policy_from_mapping, runtime_measurement
 from modellease.bundle import open_bundle
 from modellease.cli._common import out, reporting
+from modellease.client import (
+    VerifiedNode,
+    check_response,
+    openai_client,
+    pinned_client,
+    verify_node,
+)
 from modellease.custodian.audit import export_lines, read_export, verify_chain
 from modellease.custodian.ledger import Unit
 from modellease.custodian.sealing import seal_model_file
 from modellease.custodian.store import ExtensionRequestRow, connect
 from modellease.enclave.api_tensors import NPZ
 from modellease.enclave.boot import BootedNode
+from modellease.enclave.config import NodeConfig
 from modellease.enclave.renewer import Renewer
 from modellease.errors import BundleIntegrityError
 from modellease.protocol import Order, format_timestamp, sign_message
@@ -48,6 +56,7 @@ from modellease.testing.stage import (
     boot_node,
     create_lease,
     custodian_stage,
+    dev_policy,
     node_config,
     serve_node,
 )
@@ -57,6 +66,7 @@ TOKEN_BUDGET = 400  # SmolLM2's lease: small, so it runs out within a few answer
 TOKEN_SLICE = 200
 WAIT_S = 20.0  # the longest the demo waits for something to happen (it takes < 1 s)
 POLL_S = 0.05
+FIRST_QUESTION = "Say hello in Spanish."
 QUESTIONS = [
     "Write a haiku about the sea.",
     "Name three colours of the rainbow.",
@@ -172,18 +182,23 @@ def _run(work: Path) -> bool:
 
         _step(4, "A node enrols on digits-lease: attested, key released, model opened in memory")
         digits_node = boot_node(stage, config, "digits-lease", work / "digits.mlbundle")
-        with serve_node(stage, digits_node) as node:
-            checks["digits"] = _classify(node.url, digits.test_inputs, digits.test_labels)
+        with serve_node(stage, digits_node, tls=True) as node:
+            verified_digits = _verify(stage, config, node.url)
+            checks["digits"] = _classify(verified_digits, digits.test_inputs, digits.test_labels)
 
-        _step(5, "A node enrols on chat-lease and serves SmolLM2 to the official openai client")
+        _step(5, "A node enrols on chat-lease and serves SmolLM2 over attested TLS")
         chat_node = boot_node(stage, config, "chat-lease", work / "smollm2.mlbundle")
-        with serve_node(stage, chat_node) as node:
-            api = openai.OpenAI(base_url=f"{node.url}/v1", api_key="not-used", max_retries=0)
+        with serve_node(stage, chat_node, tls=True) as node:
+            verified = _verify(stage, config, node.url)
+            pinned = openai_client(node=verified)
+            api = pinned.with_options(max_retries=0)
+            checks["receipt"] = _first_answer_and_receipt(api, verified)
             checks["chat"], asked = _chat_until_refused(api, stage, node.booted)
             _step(7, "The operator approves the node's extension request; serving resumes")
             checks["extension"] = _approve_and_resume(api, stage, node.renewers, asked)
             _step(8, "The overseer kills the lease with its own key; the node obeys at once")
             checks["kill"] = _overseer_kill(api, stage, overseer, node.booted)
+            pinned.close()  # before the node stops: no connection left for it to wait on
 
         _step(9, "The audit log is exported and verified, independently of the database")
         checks["audit"] = _audit(stage, work / "audit.jsonl")
@@ -208,10 +223,10 @@ def _tamper_refused(stage: Stage, bundle: Path, bundle_id: str) -> bool:
     return False
 
 
-def _classify(url: str, inputs: np.ndarray, labels: np.ndarray) -> bool:
+def _classify(node: VerifiedNode, inputs: np.ndarray, labels: np.ndarray) -> bool:
     buffer = io.BytesIO()
     np.savez(buffer, X=inputs)
-    with httpx.Client(base_url=url) as http:
+    with pinned_client(node) as http:
         answer = http.post(
             "/v1/infer", content=buffer.getvalue(), headers={"content-type": NPZ, "accept": NPZ}
         )
@@ -222,6 +237,41 @@ def _classify(url: str, inputs: np.ndarray, labels: np.ndarray) -> bool:
         f"charged {answer.headers['x-modellease-units']} request"
     )
     return answer.status_code == 200 and score >= MIN_DEMO_ACCURACY
+
+
+def _verify(stage: Stage, config: NodeConfig, url: str) -> VerifiedNode:
+    """The consumer's check before any prompt: fresh evidence, TLS key, model, custodian."""
+    verified = verify_node(
+        url,
+        policy=policy_from_mapping(dev_policy(config)),
+        trusted_custodians=[stage.home.public_key],
+    )
+    _say(
+        f"the consumer verified {url}: {verified.tee.value} TEE (INSECURE), "
+        f"model {verified.model_name} sha256 {verified.model_sha256[:16]}…, signed by the "
+        f"custodian; TLS key sha256 {verified.tls_public_key_sha256[:16]}… bound in the evidence"
+    )
+    return verified
+
+
+def _first_answer_and_receipt(api: openai.OpenAI, verified: VerifiedNode) -> bool:
+    """One question through the pinned openai client, and the receipt of its answer."""
+    raw = api.chat.completions.with_raw_response.create(
+        model=MODEL_NAME,
+        messages=[{"role": "user", "content": FIRST_QUESTION}],
+        max_tokens=48,
+        temperature=0,
+    )
+    answer = raw.parse()
+    receipt = check_response(verified, raw.http_response)  # type: ignore[arg-type]
+    text = (answer.choices[0].message.content or "").strip().replace("\n", " ")
+    _say(f"Q: {FIRST_QUESTION}  A: {text[:60]}")
+    _say(
+        f"its receipt, signed by the attested instance key: {receipt.units} {receipt.unit}, "
+        f"request {receipt.request_sha256[:12]}…, response {receipt.response_sha256[:12]}… "
+        "(hashes only)"
+    )
+    return answer.usage is not None and receipt.units == answer.usage.total_tokens
 
 
 def _ask(api: openai.OpenAI, question: str) -> tuple[str, int]:

@@ -1,7 +1,15 @@
 """The consumer's side: verify a node before sending it anything, then talk to it only
-over connections pinned to its attested TLS key (:mod:`.verify`, :mod:`.pinned`)."""
+over connections pinned to its attested TLS key, and check the signed receipt of each answer
+(:mod:`.verify`, :mod:`.pinned`, :mod:`.receipts`)."""
 
 from modellease.client.pinned import openai_client, pinned_client, pinned_context, pinned_transport
+from modellease.client.receipts import (
+    MissingReceiptError,
+    ReceiptSubject,
+    check_receipt,
+    check_response,
+    parse_receipt,
+)
 from modellease.client.verify import (
     ModelMismatchError,
     NodeResponseError,
@@ -14,14 +22,19 @@ from modellease.client.verify import (
 )
 
 __all__ = [
+    "MissingReceiptError",
     "ModelMismatchError",
     "NodeResponseError",
     "NodeVerificationError",
     "NotHttpsError",
+    "ReceiptSubject",
     "TlsKeyMismatchError",
     "UntrustedManifestError",
     "VerifiedNode",
+    "check_receipt",
+    "check_response",
     "openai_client",
+    "parse_receipt",
     "pinned_client",
     "pinned_context",
     "pinned_transport",

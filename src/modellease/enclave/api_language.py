@@ -50,12 +50,13 @@ def add_language_routes(app: FastAPI, ctx: ServingContext, engine: LlamaEngine) 
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
-        parsed = ChatRequest.model_validate_json(await read_body(request, limit=MAX_JSON_BODY))
+        body = await read_body(request, limit=MAX_JSON_BODY)
+        parsed = ChatRequest.model_validate_json(body)
         _check_model(ctx, parsed)
         ctx.runtime.admit(now=ctx.now())  # refuse before touching the engine
         messages = [m.model_dump() for m in parsed.messages]
         prompt = await asyncio.to_thread(engine.chat_prompt, messages)
-        return await Completion(ctx, engine, parsed, prompt, chat=True).respond()
+        return await Completion(ctx, engine, parsed, prompt, chat=True).respond(body)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
@@ -64,7 +65,7 @@ def add_language_routes(app: FastAPI, ctx: ServingContext, engine: LlamaEngine) 
         _check_model(ctx, parsed)
         ctx.runtime.admit(now=ctx.now())
         prompt = await asyncio.to_thread(engine.text_prompt, parsed.prompt)
-        return await Completion(ctx, engine, parsed, prompt, chat=False).respond()
+        return await Completion(ctx, engine, parsed, prompt, chat=False).respond(body)
 
 
 class ModelNotFoundError(InvalidInputError):
@@ -103,6 +104,7 @@ class Completion:
         self.cancel = threading.Event()
         self._settled = threading.Lock()
         self.rid = new_id("chatcmpl" if chat else "cmpl")
+        self.charged = 0  # units, once settled
 
     def _run(self) -> Iterator[str]:
         sampling = Sampling(
@@ -122,18 +124,21 @@ class Completion:
             return
         tokens = len(self.prompt) + self.generation.tokens
         parameters = self.engine.parameters
+        self.charged = min(
+            price(self.ctx.unit, items=tokens, parameters=parameters), self.reservation.units
+        )
         self.ctx.runtime.finish(
             self.reservation,
-            units=min(
-                price(self.ctx.unit, items=tokens, parameters=parameters), self.reservation.units
-            ),
+            units=self.charged,
             prompt_tokens=len(self.prompt),
             completion_tokens=self.generation.tokens,
             flops=price("flops", items=tokens, parameters=parameters),
         )
         self.ctx.after_request()
 
-    async def respond(self) -> Response:
+    async def respond(self, body: bytes) -> Response:
+        """The answer; a whole one carries its signed receipt (a stream does not: its
+        headers leave before its body exists)."""
         if self.request.stream:
             return StreamingResponse(
                 self._events(),
@@ -145,7 +150,7 @@ class Completion:
         finally:
             self.settle()
         make = chat_response if self.chat else completion_response
-        return JSONResponse(
+        answer = JSONResponse(
             make(
                 rid=self.rid,
                 model=self.ctx.model_name,
@@ -155,6 +160,7 @@ class Completion:
                 completion=self.generation.tokens,
             )
         )
+        return self.ctx.stamp(answer, request=body, units=self.charged)
 
     def _chunk(self, text: str | None, finish: str | None) -> str:
         model = self.ctx.model_name

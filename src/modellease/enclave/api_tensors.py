@@ -4,7 +4,7 @@ Two body forms: JSON ``{"inputs": {"<name>": <nested list>}}``, and for large in
 NumPy ``.npz`` archive (``content-type: application/x-npz``; no pickles, sizes checked
 before reading). The answer is JSON, or ``.npz`` when the request accepts it. The cost is
 one unit per request, or per row, as the lease's unit says; the units charged are in the
-``x-modellease-units`` header.
+``x-modellease-units`` header, and the answer's signed receipt in ``x-modellease-receipt``.
 """
 
 from __future__ import annotations
@@ -58,13 +58,16 @@ def add_tensor_routes(app: FastAPI, ctx: ServingContext, engine: OnnxEngine) -> 
         if request.headers.get("accept", "").startswith(NPZ):
             out = io.BytesIO()
             np.savez(out, allow_pickle=False, **outputs)
-            return Response(out.getvalue(), media_type=NPZ, headers=headers)
+            binary_answer = Response(out.getvalue(), media_type=NPZ, headers=headers)
+            return ctx.stamp(binary_answer, request=body, units=reservation.units)
         answer = {
             "model": ctx.model_name,
             "outputs": {name: value.tolist() for name, value in outputs.items()},
             "usage": {"units": reservation.units, "rows": rows},
         }
-        return JSONResponse(answer, headers=headers)
+        return ctx.stamp(
+            JSONResponse(answer, headers=headers), request=body, units=reservation.units
+        )
 
 
 def read_json_tensors(body: bytes) -> dict[str, object]:

@@ -44,6 +44,7 @@ from modellease.protocol import (
     format_timestamp,
     sign_message,
 )
+from modellease.protocol.receipts import Receipt, sign_receipt
 
 LOW_SLICE_FRACTION = 4  # the slice is "low" once less than 1/4 of the last increment is left
 
@@ -127,6 +128,12 @@ class NodeRuntime:
     @property
     def instance_id(self) -> str:
         return self.keeper.instance_id
+
+    def sign_receipt(self, receipt: Receipt) -> SignedDocument:
+        """Sign a per-response receipt with the instance key (it must be about this instance)."""
+        if (receipt.lease_id, receipt.instance_id) != (self.lease_id, self.instance_id):
+            raise ValueError("a receipt names the instance that signs it")
+        return sign_receipt(receipt, signer=self._signer)
 
     # ------------------------------------------------------------------ requests
     def admit(self, *, now: datetime) -> None:

@@ -3,14 +3,19 @@ and a way to wake the renewer when a request leaves the slice low."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from fastapi.responses import Response
 
 from modellease.enclave.boot import BootedNode
 from modellease.enclave.meter import AllowanceExhaustedError, Reservation
 from modellease.enclave.renewer import Renewer
 from modellease.enclave.runtime import NodeRuntime
+from modellease.protocol import format_timestamp
+from modellease.protocol.receipts import RECEIPT_HEADER, Receipt, body_sha256
 
 Clock = Callable[[], datetime]
 
@@ -42,6 +47,25 @@ class ServingContext:
         except AllowanceExhaustedError:
             self._wake()
             raise
+
+    def stamp(self, response: Response, *, request: bytes, units: int) -> Response:
+        """Attach the signed receipt of this answer (:mod:`modellease.protocol.receipts`):
+        hashes of the exact request and response bodies, the model, the units charged."""
+        manifest = self.node.manifest
+        receipt = Receipt(
+            lease_id=self.runtime.lease_id,
+            instance_id=self.runtime.instance_id,
+            bundle_id=manifest.bundle_id,
+            model_sha256=manifest.model.sha256,
+            request_sha256=body_sha256(request),
+            response_sha256=body_sha256(bytes(response.body)),
+            units=units,
+            unit=self.unit,  # type: ignore[arg-type]
+            issued_at=format_timestamp(self.now()),
+        )
+        signed = self.runtime.sign_receipt(receipt)
+        response.headers[RECEIPT_HEADER] = base64.b64encode(signed.to_json()).decode()
+        return response
 
     def after_request(self) -> None:
         """Wake the renewer if the slice is low: the next slice is asked for at once."""

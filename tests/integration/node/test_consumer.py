@@ -21,10 +21,14 @@ from modellease.attestation import policy_from_mapping
 from modellease.client import (
     ModelMismatchError,
     NotHttpsError,
+    ReceiptSubject,
     TlsKeyMismatchError,
     UntrustedManifestError,
     VerifiedNode,
+    check_receipt,
+    check_response,
     openai_client,
+    parse_receipt,
     pinned_client,
     verify_node,
 )
@@ -32,7 +36,9 @@ from modellease.custodian.ledger import Unit
 from modellease.enclave.boot import BootedNode
 from modellease.enclave.tls import NodeCertificate
 from modellease.errors import NonceMismatchError, SimulatedEvidenceError
-from modellease.keys import CustodianPublicKey, Nonce
+from modellease.keys import CustodianPublicKey, InstanceSigningKey, Nonce
+from modellease.protocol import BadSignatureError, UnknownSignerError
+from modellease.protocol.receipts import RECEIPT_HEADER, ReceiptMismatchError
 from modellease.testing.digits import DigitsModel
 from modellease.testing.server import serving
 from modellease.testing.smollm import MODEL_NAME, smollm2_path
@@ -102,6 +108,42 @@ def test_a_verified_node_says_what_it_proved_and_serves_over_the_pinned_connecti
             "/v1/infer", json={"inputs": {"X": digits_model.test_inputs[:3].tolist()}}
         )
     assert answer.json()["outputs"]["label"] == digits_model.test_labels[:3].tolist()
+    receipt = check_response(verified, answer)
+    assert (receipt.units, receipt.unit, receipt.lease_id) == (1, "requests", "lease-node")
+    assert receipt.model_sha256 == verified.model_sha256
+    assert receipt.bundle_id == sealed.bundle_id
+
+
+def test_a_receipt_does_not_fit_another_answer_or_another_node(
+    custodian: Custodian, node: tuple[RunningNode, dict], digits_model: DigitsModel
+) -> None:
+    running, policy = node
+    verified = verify(custodian, running.url, policy)
+    with pinned_client(verified) as http:
+        first = http.post(
+            "/v1/infer", json={"inputs": {"X": digits_model.test_inputs[:1].tolist()}}
+        )
+        second = http.post(
+            "/v1/infer", json={"inputs": {"X": digits_model.test_inputs[1:2].tolist()}}
+        )
+    receipt = parse_receipt(first.headers[RECEIPT_HEADER])
+    check_receipt(verified, receipt, request=first.request.content, response=first.content)
+    with pytest.raises(ReceiptMismatchError, match="another response body"):
+        check_receipt(verified, receipt, request=first.request.content, response=second.content)
+    with pytest.raises(ReceiptMismatchError, match="another request body"):
+        check_receipt(verified, receipt, request=second.request.content)
+    cheaper = receipt.payload.replace(b'"units":"1"', b'"units":"0"')
+    assert cheaper != receipt.payload
+    with pytest.raises(BadSignatureError):
+        check_receipt(verified, receipt.model_copy(update={"payload": cheaper}))
+    stranger = ReceiptSubject(
+        InstanceSigningKey(SigningKey.generate().public_bytes()),
+        verified.lease_id,
+        verified.instance_id,
+        verified.model_sha256,
+    )
+    with pytest.raises(UnknownSignerError):
+        check_receipt(stranger, receipt)
 
 
 def test_the_openai_client_verifies_then_chats_over_the_pinned_connection(

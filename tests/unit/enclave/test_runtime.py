@@ -9,6 +9,7 @@ from modellease._hazmat import SigningKey
 from modellease.enclave import AllowanceExhaustedError, GrantSequenceError
 from modellease.enclave.runtime import NodeRuntime, ServiceRefusedError
 from modellease.protocol import ExtensionRequest, RenewResponse, UsageReport, verify_document
+from modellease.protocol.receipts import Receipt
 from modellease.protocol.signed import UnknownSignerError
 from tests.unit.enclave.test_keeper import (
     HARD,
@@ -184,3 +185,22 @@ def test_overseer_orders_go_through_the_keeper() -> None:
     assert applied is not None
     assert applied.kind == "kill"
     assert engine.closed
+
+
+def test_a_receipt_about_another_instance_is_not_signed() -> None:
+    node, _ = runtime()
+    receipt = Receipt(
+        lease_id=node.lease_id,
+        instance_id="inst-other",
+        bundle_id="ab" * 16,
+        model_sha256="00" * 32,
+        request_sha256="00" * 32,
+        response_sha256="00" * 32,
+        units=1,
+        unit="requests",
+        issued_at="2026-11-28T12:00:00Z",
+    )
+    with pytest.raises(ValueError, match="names the instance that signs it"):
+        node.sign_receipt(receipt)
+    signed = node.sign_receipt(receipt.model_copy(update={"instance_id": node.instance_id}))
+    assert signed.payload_type == "application/vnd.modellease.receipt.v1+json"

@@ -1,0 +1,55 @@
+"""``modellease receipt verify``: check a node's signed receipt offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from modellease.cli._common import out, reporting
+from modellease.client.receipts import ReceiptSubject, check_receipt, parse_receipt
+
+receipt_app = typer.Typer(help="Per-response receipts signed by nodes.")
+
+
+@receipt_app.command("verify")
+def verify(
+    receipt: Annotated[
+        Path, typer.Argument(help="The receipt: the x-modellease-receipt header's value.")
+    ],
+    node: Annotated[
+        Path, typer.Option(help="What `modellease verify URL --json` printed about the node.")
+    ],
+    request: Annotated[
+        Path | None, typer.Option(help="The exact request body sent (checked if given).")
+    ] = None,
+    response: Annotated[
+        Path | None, typer.Option(help="The exact response body received (checked if given).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check RECEIPT against a verified node: its key, lease, instance and model, and the
+    request and response bodies if given. Prints the receipt, or why it is refused (exit 3)."""
+    with reporting():
+        subject = ReceiptSubject.from_summary(json.loads(node.read_text()))
+        checked = check_receipt(
+            subject,
+            parse_receipt(receipt.read_text().strip()),
+            request=request.read_bytes() if request else None,
+            response=response.read_bytes() if response else None,
+        )
+        fields = checked.model_dump(mode="json")
+        if as_json:
+            typer.echo(json.dumps({"valid": True, "receipt": fields}, indent=2))
+            return
+        table = Table(title="receipt valid", show_header=False)
+        table.add_column("field", no_wrap=True)
+        table.add_column("value", overflow="fold")
+        for name, value in fields.items():
+            table.add_row(name, str(value))
+        table.add_row("request body", "checked" if request else "not given")
+        table.add_row("response body", "checked" if response else "not given")
+        out.print(table)
