@@ -35,6 +35,7 @@ from modellease.enclave.keeper import Admission, LeaseKeeper
 from modellease.enclave.meter import Meter, Reservation, Usage
 from modellease.enclave.telemetry import ReportChain, counters_of
 from modellease.errors import StateError
+from modellease.keys import fingerprint
 from modellease.protocol import (
     ExtensionRequest,
     Grant,
@@ -102,6 +103,7 @@ class NodeRuntime:
             lease_id=keeper.lease_id, instance_id=keeper.instance_id, signer=signer
         )
         self._signer = signer
+        self._key_id = fingerprint(signer.public_bytes())
         self._lock = threading.Lock()
         self._pending: SignedDocument | None = None
         self.meter.set_allowance(keeper.grant.allowance)
@@ -133,7 +135,7 @@ class NodeRuntime:
         """Sign a per-response receipt with the instance key (it must be about this instance)."""
         if (receipt.lease_id, receipt.instance_id) != (self.lease_id, self.instance_id):
             raise ValueError("a receipt names the instance that signs it")
-        return sign_receipt(receipt, signer=self._signer)
+        return sign_receipt(receipt, signer=self._signer, key_id=self._key_id)
 
     # ------------------------------------------------------------------ requests
     def admit(self, *, now: datetime) -> None:

@@ -17,13 +17,15 @@ Rules:
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict
 
 from modellease._hazmat import SigningKey
 from modellease.errors import InvalidInputError
-from modellease.keys import InstanceSigningKey
+from modellease.keys import InstanceSigningKey, fingerprint
+from modellease.protocol.envelope import pae
 from modellease.protocol.messages import (
     BundleId,
     Count,
@@ -33,7 +35,7 @@ from modellease.protocol.messages import (
     Unit,
     WrongSubjectError,
 )
-from modellease.protocol.signed import SignedDocument, open_document, sign_document
+from modellease.protocol.signed import SignedDocument, open_document
 
 RECEIPT_PAYLOAD_TYPE: Final = "application/vnd.modellease.receipt.v1+json"
 RECEIPT_HEADER: Final = "x-modellease-receipt"
@@ -67,9 +69,32 @@ def body_sha256(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def sign_receipt(receipt: Receipt, *, signer: SigningKey) -> SignedDocument:
-    """Sign ``receipt`` with the instance key."""
-    return sign_document(receipt, payload_type=RECEIPT_PAYLOAD_TYPE, signer=signer)
+def receipt_payload(receipt: Receipt) -> bytes:
+    """The receipt's canonical JSON, written directly: every field is a string on the wire
+    (``units`` too), so sorted keys and compact separators are RFC 8785's form. A test holds
+    this equal to ``canonical_json(receipt.model_dump(mode="json"))`` on generated receipts."""
+    fields = receipt.model_dump()
+    fields["units"] = str(fields["units"])
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sign_receipt(
+    receipt: Receipt, *, signer: SigningKey, key_id: str | None = None
+) -> SignedDocument:
+    """Sign ``receipt`` with the instance key (``key_id``: its fingerprint, if known).
+
+    One is made per answer, on the answer's path, so this skips the generic
+    :func:`~modellease.protocol.signed.sign_document`'s parse-back check: a receipt is a
+    strict model of strings, and a test proves :func:`verify_receipt` reads back every
+    receipt signed here.
+    """
+    payload = receipt_payload(receipt)
+    return SignedDocument.model_construct(
+        payload_type=RECEIPT_PAYLOAD_TYPE,
+        payload=payload,
+        signature=signer.sign(pae(RECEIPT_PAYLOAD_TYPE, payload)),
+        key_id=key_id or fingerprint(signer.public_bytes()),
+    )
 
 
 def verify_receipt(

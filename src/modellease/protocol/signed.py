@@ -184,7 +184,14 @@ class SignedDocument(BaseModel):
 
     def to_json(self) -> bytes:
         """The canonical wire form."""
-        return canonical_json(self.model_dump(mode="json"))
+        return canonical_json(
+            {
+                "key_id": self.key_id,
+                "payload": _b64encode(self.payload),
+                "payload_type": self.payload_type,
+                "signature": _b64encode(self.signature),
+            }
+        )
 
     @classmethod
     def from_json(cls, raw: bytes) -> SignedDocument:
