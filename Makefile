@@ -50,6 +50,7 @@ bench: $(STAMP)
 	scripts/ensure-postgres
 	$(BIN)/python bench/custodian.py
 	$(BIN)/python bench/node.py
+	$(BIN)/python bench/consumer.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis build src/*.egg-info
