@@ -9,7 +9,6 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 from modellease._hazmat import TlsPrivateKey
 from modellease.enclave.tls import NodeCertificate
@@ -21,7 +20,7 @@ class TlsProxy:
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.certificate = NodeCertificate.issue(
-            TlsPrivateKey.generate(), evidence=b"{}", name="mallory", now=datetime.now(UTC)
+            TlsPrivateKey.generate(), evidence=b"{}", name="mallory"
         )
         self.captured = bytearray()  # what clients sent, decrypted: what a MITM would read
         self.handshakes_failed = 0

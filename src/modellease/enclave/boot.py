@@ -167,6 +167,6 @@ def boot(
         signing_public_key=signing_public,
         enrolment_evidence=evidence,
         tls=NodeCertificate.issue(
-            tls_key, evidence=evidence, name=f"modellease node {answer.instance_id}", now=clock()
+            tls_key, evidence=evidence, name=f"modellease node {answer.instance_id}"
         ),
     )

@@ -6,8 +6,10 @@ Rules (the binding itself: :mod:`modellease.attestation.tls`):
 * the key (ECDSA P-256) is generated in this process at boot, before enrolment, so the
   enrolment evidence already binds it; it never touches a disk: OpenSSL reads it from an
   anonymous memory file (``memfd_create``) that is closed as soon as the context holds it;
-* the certificate is valid from a day before boot for a year (the lease, not the
-  certificate, bounds how long the node serves);
+* the certificate's validity plays no part in trust (the attested key does, and the lease
+  bounds how long the node serves): it starts a day before boot by the wall clock, which
+  TLS clients compare it with (not the lease clock, which tests move by hand), and has no
+  end (``99991231235959Z``, RFC 5280 4.1.2.5), so no client clock can make it fail;
 * the server speaks TLS 1.2 or newer and asks nothing of clients.
 """
 
@@ -18,13 +20,13 @@ import os
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from modellease._hazmat import TlsPrivateKey
 from modellease.attestation.tls import EVIDENCE_EXTENSION_OID
 
 NOT_BEFORE_SLACK = timedelta(days=1)  # tolerate clients whose clocks run behind
-VALIDITY = timedelta(days=365)
+NO_EXPIRY = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)  # RFC 5280: no defined end
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +37,12 @@ class NodeCertificate:
     der: bytes
 
     @classmethod
-    def issue(
-        cls, key: TlsPrivateKey, *, evidence: bytes, name: str, now: datetime
-    ) -> NodeCertificate:
+    def issue(cls, key: TlsPrivateKey, *, evidence: bytes, name: str) -> NodeCertificate:
         """Self-sign a certificate for ``key`` that carries ``evidence`` (JSON)."""
         der = key.self_signed_certificate(
             common_name=name,
-            not_before=now - NOT_BEFORE_SLACK,
-            not_after=now + VALIDITY,
+            not_before=datetime.now(UTC) - NOT_BEFORE_SLACK,
+            not_after=NO_EXPIRY,
             extension_oid=EVIDENCE_EXTENSION_OID,
             extension_value=evidence,
         )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -218,9 +217,7 @@ def impostor(answer: dict) -> Iterator[str]:
     async def attestation() -> JSONResponse:
         return JSONResponse(answer)
 
-    certificate = NodeCertificate.issue(
-        TlsPrivateKey.generate(), evidence=b"{}", name="impostor", now=datetime.now(UTC)
-    )
+    certificate = NodeCertificate.issue(TlsPrivateKey.generate(), evidence=b"{}", name="impostor")
     with serving(app, tls=certificate.server_context) as url:
         yield url
 

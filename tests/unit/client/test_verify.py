@@ -88,7 +88,7 @@ def honest(nonce: str, tls_sha256: bytes | None) -> dict[str, Any]:
 @contextmanager
 def fake_node(answer: Callable[[str, bytes], Any]) -> Iterator[str]:
     key = TlsPrivateKey.generate()
-    certificate = NodeCertificate.issue(key, evidence=b"{}", name="fake", now=datetime.now(UTC))
+    certificate = NodeCertificate.issue(key, evidence=b"{}", name="fake")
     app = FastAPI()
 
     @app.get("/attestation")
@@ -106,6 +106,9 @@ def test_a_fake_with_simulated_evidence_passes_a_simulated_policy() -> None:
     assert (node.insecure, node.lease_id, node.status) == (True, "lease-1", "serving")
     assert certificate_key_sha256(node.certificate_der).hex() == node.tls_public_key_sha256
     assert evidence_in_certificate(node.certificate_der) == b"{}"
+    certificate = x509.load_der_x509_certificate(node.certificate_der)
+    assert certificate.not_valid_after_utc.year == 9999  # no client clock makes it expire
+    assert certificate.not_valid_before_utc < datetime.now(UTC)
 
 
 @pytest.mark.parametrize(
