@@ -65,9 +65,11 @@ from fastapi.responses import JSONResponse
 from _common import machine, save, tree_cpu_s
 from modellease._http import read_body
 from modellease.attestation import SimulatedAttester, runtime_measurement
+from modellease.bundle import BundleReader
 from modellease.custodian import auth
 from modellease.custodian.ledger import Unit
 from modellease.custodian.sealing import seal_model_file
+from modellease.enclave import loading
 from modellease.enclave.api_language import in_thread
 from modellease.enclave.api_tensors import read_json_tensors
 from modellease.enclave.boot import boot
@@ -401,6 +403,40 @@ def governance_cost(stage: Stage, work: Path, calls: int, https_calls: int) -> d
 
 
 # ============================================================ (c) cold start
+PHASES = (  # (name, owner, attribute): boot's steps, timed by wrapping what boot calls
+    ("nonce", CustodianClient, "nonce"),
+    ("enrol", CustodianClient, "enrol"),
+    ("wait for memory", loading.ReservedMemory, "take"),
+    ("decrypt", BundleReader, "decrypt_to_file"),
+    ("llama load", loading, "LlamaEngine"),
+)
+
+
+@contextmanager
+def phase_timers() -> Iterator[dict[str, list[float]]]:
+    """Time each of :data:`PHASES` while the block runs (seconds per call)."""
+    times: dict[str, list[float]] = {name: [] for name, _, _ in PHASES}
+    originals = [(owner, attr, getattr(owner, attr)) for _, owner, attr in PHASES]
+
+    def timed(name: str, original: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                times[name].append(time.perf_counter() - start)
+
+        return call
+
+    for (name, _, _), (owner, attr, original) in zip(PHASES, originals, strict=True):
+        setattr(owner, attr, timed(name, original))
+    try:
+        yield times
+    finally:
+        for owner, attr, original in originals:
+            setattr(owner, attr, original)
+
+
 def cold_start(stage: Stage, work: Path, runs: int) -> dict[str, Any]:
     source = smollm2_path()
     sealed = seal_model_file(
@@ -411,6 +447,7 @@ def cold_start(stage: Stage, work: Path, runs: int) -> dict[str, Any]:
     config = node_config(stage)
     ours: list[float] = []
     theirs: list[float] = []
+    phases: dict[str, list[float]] = {}
     for i in range(runs):
         lease = create_lease(
             stage,
@@ -422,7 +459,10 @@ def cold_start(stage: Stage, work: Path, runs: int) -> dict[str, Any]:
             slice_size=1000,
         )
         attester = SimulatedAttester(runtime_measurement(config.raw))
-        with httpx.Client(base_url=stage.url) as http:  # set up before the clock starts
+        with (
+            httpx.Client(base_url=stage.url) as http,  # set up before the clock starts
+            phase_timers() as timers,
+        ):
             start = time.perf_counter()
             booted = boot(
                 config,
@@ -433,6 +473,8 @@ def cold_start(stage: Stage, work: Path, runs: int) -> dict[str, Any]:
                 clock=stage.clock,
             )
             ours.append(time.perf_counter() - start)
+        for name, seconds in timers.items():
+            phases.setdefault(name, []).extend(seconds)
         booted.engine.close()
         start = time.perf_counter()
         llm = llama_cpp.Llama(
@@ -451,6 +493,7 @@ def cold_start(stage: Stage, work: Path, runs: int) -> dict[str, Any]:
         "plain_load_s": {"best": min(theirs), "median": statistics.median(theirs)},
         "ratio_median": statistics.median(ours) / statistics.median(theirs),
         "ratio_best": min(ours) / min(theirs),
+        "phases_median_s": {name: statistics.median(v) for name, v in phases.items() if v},
     }
 
 
@@ -563,6 +606,7 @@ def markdown(report: dict[str, Any]) -> str:
         ),
     ]
     table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    phases = ", ".join(f"{k} {v:.3f}" for k, v in c.get("phases_median_s", {}).items())
     return f"""# Node benchmark ({report["date"]})
 
 Machine: {m["cpu"]}, {m["cores"]} cores, {m["memory_gib"]} GiB, Python {m["python"]},
@@ -582,6 +626,8 @@ bare {[round(x) for x in chat["bare_cpu_per_round"]]}.
 Per round (a), requests/s: node {[round(x) for x in tensor["per_round"]]},
 bare {[round(x) for x in tensor["bare_per_round"]]}; tokens/s: node
 {[round(x, 1) for x in chat["per_round"]]}, bare {[round(x, 1) for x in chat["bare_per_round"]]}.
+
+(c) boot by phase, median s: {phases}.
 """
 
 
