@@ -6,6 +6,7 @@ input (any :class:`~modellease.errors.InvalidInputError`).
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -82,6 +83,24 @@ def reporting() -> Iterator[None]:
         raise _fail(exc.reason, str(exc), EXIT_OTHER) from None
     except (OSError, ValueError) as exc:
         raise _fail(type(exc).__name__, str(exc), EXIT_OTHER) from None
+
+
+def refused(exc: InvalidInputError, *, as_json: bool) -> typer.Exit:
+    """Report a verification that refused (with its step, if it has one); exit 3.
+
+    JSON on stdout (``{"verified": false, "step", "reason", "message"}``), or one red line
+    on stderr: ``refused at step <step> (<reason>): <message>``.
+    """
+    step = getattr(exc, "step", None)
+    if as_json:
+        doc = {"verified": False, "step": step, "reason": exc.reason, "message": str(exc)}
+        typer.echo(json.dumps(doc, indent=2))
+    else:
+        where = f" at step {step}" if step else ""
+        err.print(
+            Text.assemble(("refused", "red"), f"{where} ({exc.reason}): {printable(str(exc))}")
+        )
+    return typer.Exit(EXIT_BAD_INPUT)
 
 
 def unlock_home(

@@ -18,7 +18,7 @@ from modellease.attestation import (
     appraise,
     load_policy,
 )
-from modellease.cli._common import EXIT_BAD_INPUT, err, out, printable, reporting
+from modellease.cli._common import err, out, printable, refused, reporting
 from modellease.errors import AttestationError, InvalidInputError
 from modellease.keys import Nonce
 
@@ -89,18 +89,7 @@ def verify(
                 parsed, policy=loaded_policy, expected_nonce=expected, now=when, collateral=source
             )
         except AttestationError as exc:
-            if as_json:
-                doc = {
-                    "verified": False,
-                    "step": exc.step,
-                    "reason": exc.reason,
-                    "message": str(exc),
-                }
-                typer.echo(json.dumps(doc, indent=2))
-            else:
-                detail = f" at step {exc.step} ({exc.reason}): {printable(str(exc))}"
-                err.print(Text.assemble(("refused", "red"), detail))
-            raise typer.Exit(EXIT_BAD_INPUT) from None
+            raise refused(exc, as_json=as_json) from None
         if as_json:
             typer.echo(json.dumps({"verified": True, "result": result.to_json_dict()}, indent=2))
         else:

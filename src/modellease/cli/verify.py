@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from modellease.attestation import load_policy
-from modellease.cli._common import EXIT_BAD_INPUT, err, out, printable, reporting
+from modellease.cli._common import err, out, printable, refused, reporting
 from modellease.client import VerifiedNode, verify_node
 from modellease.errors import InvalidInputError
 from modellease.keys import custodian_key_from_hex
@@ -43,15 +43,7 @@ def verify(
                 url, policy=loaded, trusted_custodians=trusted, expect_model_sha256=expect_model
             )
         except InvalidInputError as exc:
-            step = getattr(exc, "step", None)
-            if as_json:
-                doc = {"verified": False, "step": step, "reason": exc.reason, "message": str(exc)}
-                typer.echo(json.dumps(doc, indent=2))
-            else:
-                where = f" at step {step}" if step else ""
-                detail = f"{where} ({exc.reason}): {printable(str(exc))}"
-                err.print(Text.assemble(("refused", "red"), detail))
-            raise typer.Exit(EXIT_BAD_INPUT) from None
+            raise refused(exc, as_json=as_json) from None
         if as_json:
             typer.echo(json.dumps({"verified": True, "node": node.summary()}, indent=2))
         else:

@@ -4,6 +4,7 @@ named after itself and ends in its own typed error, before any prompt byte is se
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -158,7 +159,7 @@ def test_the_openai_client_verifies_then_chats_over_the_pinned_connection(
             running.url,
             policy=policy_from_mapping(dev_policy(config)),
             trusted_custodians=trusted(custodian),
-            expect_model_sha256=sealed_sha256(booted),
+            expect_model_sha256=booted.manifest.model.sha256,
         ) as client,
     ):
         chat = client.chat.completions.create(
@@ -170,10 +171,6 @@ def test_the_openai_client_verifies_then_chats_over_the_pinned_connection(
     assert chat.choices[0].message.content
     assert chat.usage is not None
     assert chat.usage.completion_tokens <= 8
-
-
-def sealed_sha256(booted: BootedNode) -> str:
-    return booted.manifest.model.sha256
 
 
 def test_man_in_the_middle_with_another_tls_key_is_refused_before_any_prompt_byte(
@@ -189,7 +186,7 @@ def test_man_in_the_middle_with_another_tls_key_is_refused_before_any_prompt_byt
         # Verified directly, then sent through the proxy: the pinned handshake fails, and
         # the proxy reads not one byte of the request.
         verified = verify(custodian, running.url, policy)
-        diverted = VerifiedNode(**{**_fields(verified), "url": mallory.url})
+        diverted = dataclasses.replace(verified, url=mallory.url)
         mallory.captured.clear()
         with (
             openai_client(node=diverted) as client,
@@ -202,10 +199,6 @@ def test_man_in_the_middle_with_another_tls_key_is_refused_before_any_prompt_byt
             http.post("/v1/infer", json=ROW)
     assert mallory.captured == b""
     assert mallory.handshakes_failed >= 2
-
-
-def _fields(verified: VerifiedNode) -> dict[str, object]:
-    return {name: getattr(verified, name) for name in verified.__dataclass_fields__}
 
 
 @contextmanager

@@ -8,9 +8,11 @@ from __future__ import annotations
 import base64
 import io
 import json
+import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -180,3 +182,12 @@ def test_a_certificate_without_our_extension_carries_no_evidence() -> None:
         .public_bytes(serialization.Encoding.DER)
     )
     assert evidence_in_certificate(der) is None
+
+
+def test_the_tls_key_reaches_openssl_through_a_memory_file_closed_after_loading() -> None:
+    before = set(Path("/proc/self/fd").iterdir())
+    certificate = NodeCertificate.issue(TlsPrivateKey.generate(), evidence=b"{}", name="n")
+    context = certificate.server_context()
+    assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
+    assert set(Path("/proc/self/fd").iterdir()) <= before
+    assert "modellease-tls" not in Path("/proc/self/maps").read_text()
