@@ -1,10 +1,15 @@
 """A machine in the middle for attested-TLS tests: it terminates TLS with its own key,
 relays to the real node over a second TLS connection, and records every byte a client
-managed to send it after the handshake."""
+managed to send it after the handshake.
+
+Each connection is relayed by one thread that waits on both ends with ``select``: an
+OpenSSL connection must never be read and written from two threads at once (doing so
+lost a relayed request now and then)."""
 
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import ssl
 import threading
@@ -14,6 +19,7 @@ from modellease._hazmat import TlsPrivateKey
 from modellease.enclave.tls import NodeCertificate
 
 BUFFER = 65536
+TIMEOUT = 30.0
 
 
 class TlsProxy:
@@ -43,6 +49,7 @@ class TlsProxy:
             threading.Thread(target=self._relay, args=(raw,), daemon=True).start()
 
     def _relay(self, raw: socket.socket) -> None:
+        raw.settimeout(TIMEOUT)
         with self._lock:
             self._open.append(raw)
         try:
@@ -56,23 +63,41 @@ class TlsProxy:
         upstream_context.check_hostname = False
         upstream_context.verify_mode = ssl.CERT_NONE
         upstream = upstream_context.wrap_socket(
-            socket.create_connection(("127.0.0.1", self.upstream_port))
+            socket.create_connection(("127.0.0.1", self.upstream_port), timeout=TIMEOUT)
         )
         with self._lock:
             self._open += [client, upstream]
-        threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
-        self._pump(client, upstream, True)
-
-    def _pump(self, source: ssl.SSLSocket, target: ssl.SSLSocket, record: bool) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(BUFFER):
-                if record:
-                    with self._lock:
-                        self.captured += data
-                target.sendall(data)
-        for end in (source, target):
+        with contextlib.suppress(OSError, ValueError):  # ValueError: closed by close()
+            self._pump(client, upstream)
+        for end in (client, upstream):
             with contextlib.suppress(OSError):
                 end.close()
+
+    def _pump(self, client: ssl.SSLSocket, upstream: ssl.SSLSocket) -> None:
+        """Copy both ways until either end closes, recording what the client sends."""
+        peer = {client: upstream, upstream: client}
+        for end in peer:
+            end.setblocking(False)
+        while True:
+            ready = [end for end in peer if end.pending()]
+            if not ready:
+                ready, _, _ = select.select(list(peer), [], [], TIMEOUT)
+                if not ready:
+                    return
+            for source in ready:
+                try:
+                    data = source.recv(BUFFER)
+                except ssl.SSLWantReadError:
+                    continue  # a TLS record with no application data (a session ticket)
+                if not data:
+                    return
+                if source is client:
+                    with self._lock:
+                        self.captured += data
+                target = peer[source]
+                target.settimeout(TIMEOUT)
+                target.sendall(data)
+                target.setblocking(False)
 
     def close(self) -> None:
         self._listener.close()
