@@ -13,8 +13,7 @@ from typer.testing import CliRunner
 from modellease._hazmat import SigningKey
 from modellease.attestation import policy_from_mapping
 from modellease.cli import app
-from modellease.client import pinned_client, verify_node
-from modellease.protocol.receipts import RECEIPT_HEADER
+from modellease.client import check_response, pinned_client, verify_node
 from modellease.testing.digits import DigitsModel
 from tests.integration.custodian_server import Custodian, running_custodian
 from tests.integration.node_harness import (
@@ -114,7 +113,8 @@ def test_receipt_verify_checks_a_receipt_offline(
         answer = http.post(
             "/v1/infer", json={"inputs": {"X": digits_model.test_inputs[:1].tolist()}}
         )
-    (tmp_path / "receipt").write_text(answer.headers[RECEIPT_HEADER])
+        proof = check_response(verified, answer, http=http).proof
+    (tmp_path / "receipt").write_bytes(proof.to_json())
     (tmp_path / "request").write_bytes(answer.request.content)
     (tmp_path / "response").write_bytes(answer.content)
     files = ["--node", str(tmp_path / "node.json"), "--request", str(tmp_path / "request")]
@@ -150,3 +150,7 @@ def test_receipt_verify_checks_a_receipt_offline(
     )
     assert result.exit_code == 3
     assert "error (receipt_mismatch): the receipt is for another response body" in result.stderr
+    (tmp_path / "garbled").write_bytes(proof.to_json()[:-1])
+    result = CliRunner().invoke(app, ["receipt", "verify", str(tmp_path / "garbled"), *files])
+    assert result.exit_code == 3
+    assert "error (document_malformed): not a receipt proof" in result.stderr

@@ -19,7 +19,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert accuracy > 90.0
     assert text.count("the consumer verified https://127.0.0.1:") == 2
     assert "TLS key sha256" in text
-    assert "its receipt, signed by the attested instance key: " in text
+    assert "in a batch signed by the attested instance key: " in text
     assert text.count("  Q: ") >= 4
     assert "the node refuses the next request (429 allowance_exhausted)" in text
     assert "the node filed a signed extension request for 200 tokens" in text

@@ -263,13 +263,13 @@ def _first_answer_and_receipt(api: openai.OpenAI, verified: VerifiedNode) -> boo
         temperature=0,
     )
     answer = raw.parse()
-    receipt = check_response(verified, raw.http_response)  # type: ignore[arg-type]
+    receipt = check_response(verified, raw.http_response).receipt  # type: ignore[arg-type]
     text = (answer.choices[0].message.content or "").strip().replace("\n", " ")
     _say(f"Q: {FIRST_QUESTION}  A: {text[:60]}")
     _say(
-        f"its receipt, signed by the attested instance key: {receipt.units} {receipt.unit}, "
-        f"request {receipt.request_sha256[:12]}…, response {receipt.response_sha256[:12]}… "
-        "(hashes only)"
+        f"its receipt no. {receipt.index}, in a batch signed by the attested instance key: "
+        f"{receipt.units} {receipt.unit}, request {receipt.request_sha256[:12]}…, "
+        f"response {receipt.response_sha256[:12]}… (hashes only)"
     )
     return answer.usage is not None and receipt.units == answer.usage.total_tokens
 

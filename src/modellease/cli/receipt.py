@@ -1,4 +1,4 @@
-"""``modellease receipt verify``: check a node's signed receipt offline."""
+"""``modellease receipt verify``: check a node's receipt offline, from its saved proof."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from modellease.cli._common import out, reporting
-from modellease.client.receipts import ReceiptSubject, check_receipt, parse_receipt
+from modellease.client.receipts import ReceiptSubject, check_receipt
+from modellease.protocol.receipts import ReceiptProof
 
 receipt_app = typer.Typer(help="Per-response receipts signed by nodes.")
 
@@ -18,7 +19,10 @@ receipt_app = typer.Typer(help="Per-response receipts signed by nodes.")
 @receipt_app.command("verify")
 def verify(
     receipt: Annotated[
-        Path, typer.Argument(help="The receipt: the x-modellease-receipt header's value.")
+        Path,
+        typer.Argument(
+            help="The receipt's proof: what check_response returned as proof.to_json()."
+        ),
     ],
     node: Annotated[
         Path, typer.Option(help="What `modellease verify URL --json` printed about the node.")
@@ -31,13 +35,14 @@ def verify(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Check RECEIPT against a verified node: its key, lease, instance and model, and the
-    request and response bodies if given. Prints the receipt, or why it is refused (exit 3)."""
+    """Check RECEIPT's proof against a verified node: a batch signed by its key covers the
+    receipt, which is about its lease, instance and model, and about the request and
+    response bodies if given. Prints the receipt, or why it is refused (exit 3)."""
     with reporting():
         subject = ReceiptSubject.from_summary(json.loads(node.read_text()))
         checked = check_receipt(
             subject,
-            parse_receipt(receipt.read_text().strip()),
+            ReceiptProof.from_json(receipt.read_bytes().strip()),
             request=request.read_bytes() if request else None,
             response=response.read_bytes() if response else None,
         )

@@ -1,14 +1,15 @@
 """The consumer's side: verify a node before sending it anything, then talk to it only
-over connections pinned to its attested TLS key, and check the signed receipt of each answer
+over connections pinned to its attested TLS key, and check the receipt of each answer
 (:mod:`.verify`, :mod:`.pinned`, :mod:`.receipts`)."""
 
 from modellease.client.pinned import openai_client, pinned_client, pinned_context, pinned_transport
 from modellease.client.receipts import (
+    CheckedReceipt,
     MissingReceiptError,
     ReceiptSubject,
     check_receipt,
     check_response,
-    parse_receipt,
+    fetch_receipt_proof,
 )
 from modellease.client.verify import (
     ModelMismatchError,
@@ -22,6 +23,7 @@ from modellease.client.verify import (
 )
 
 __all__ = [
+    "CheckedReceipt",
     "MissingReceiptError",
     "ModelMismatchError",
     "NodeResponseError",
@@ -33,8 +35,8 @@ __all__ = [
     "VerifiedNode",
     "check_receipt",
     "check_response",
+    "fetch_receipt_proof",
     "openai_client",
-    "parse_receipt",
     "pinned_client",
     "pinned_context",
     "pinned_transport",

@@ -1,5 +1,7 @@
-"""Checking a node's per-response receipts (:mod:`modellease.protocol.receipts`), online
-right after an answer or offline later, against what :func:`~.verify.verify_node` proved.
+"""Checking a node's per-response receipts (:mod:`modellease.protocol.receipts`) against
+what :func:`~.verify.verify_node` proved: right after an answer (:func:`check_response`,
+which fetches the receipt's proof from the node), or offline later (:func:`check_receipt`
+on a saved :class:`~modellease.protocol.receipts.ReceiptProof`).
 
 A receipt that passes says: the instance whose key the verified evidence binds (so: that
 TEE, that measurement) answered exactly this request with exactly this response, using this
@@ -9,17 +11,26 @@ answers beyond their hashes, and nothing at all for a node whose evidence was ``
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
+from modellease.client.pinned import pinned_client
 from modellease.client.verify import VerifiedNode
+from modellease.errors import TransportError
 from modellease.keys import InstanceSigningKey
 from modellease.protocol import DocumentFormatError, SignedDocument
-from modellease.protocol.receipts import RECEIPT_HEADER, Receipt, verify_receipt
+from modellease.protocol.receipts import (
+    MAX_PROOF_JSON_SIZE,
+    RECEIPT_HEADER,
+    Receipt,
+    ReceiptProof,
+    parse_receipt_payload,
+    receipt_from_header,
+    verify_receipt_proof,
+)
 
 
 class MissingReceiptError(DocumentFormatError):
@@ -56,27 +67,27 @@ class ReceiptSubject:
             raise ValueError(f"not a verified node description: {exc!r}") from None
 
 
-def parse_receipt(value: str | bytes) -> SignedDocument:
-    """A receipt as carried in the ``x-modellease-receipt`` header (base64 of its JSON)."""
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise DocumentFormatError("the receipt is not base64") from None
-    return SignedDocument.from_json(raw)
+@dataclass(frozen=True, slots=True)
+class CheckedReceipt:
+    """A receipt that passed, and its proof: keep ``proof.to_json()`` to show it later."""
+
+    receipt: Receipt
+    proof: ReceiptProof
 
 
 def check_receipt(
     subject: ReceiptSubject | VerifiedNode,
-    receipt: SignedDocument,
+    proof: ReceiptProof,
     *,
     request: bytes | None = None,
     response: bytes | None = None,
 ) -> Receipt:
-    """The receipt, only if the node's key signed it for its lease, instance and model and,
-    when given, for exactly these request and response bodies; else a typed error."""
+    """The receipt, only if a batch signed by the node's key covers it, it is about the
+    node's lease, instance and model and, when given, about exactly these request and
+    response bodies; else a typed error."""
     who = subject if isinstance(subject, ReceiptSubject) else ReceiptSubject.of(subject)
-    return verify_receipt(
-        receipt,
+    return verify_receipt_proof(
+        proof,
         instance_key=who.signing_public_key,
         lease_id=who.lease_id,
         instance_id=who.instance_id,
@@ -86,12 +97,50 @@ def check_receipt(
     )
 
 
-def check_response(node: VerifiedNode, response: httpx.Response) -> Receipt:
-    """Check the receipt of an ``httpx`` response (e.g. ``openai``'s raw response) against
-    the exact request it answered and the exact body received."""
+def fetch_receipt_proof(
+    node: VerifiedNode, header: str | bytes, *, http: httpx.Client | None = None
+) -> ReceiptProof:
+    """The proof of the receipt in an ``x-modellease-receipt`` header, from the node's
+    ``/v1/receipts/{index}`` (not yet checked: :func:`check_receipt` does that). ``http``:
+    a client for the node (by default a new :func:`~.pinned.pinned_client`)."""
+    payload = receipt_from_header(header)
+    index = parse_receipt_payload(payload).index
+    try:
+        if http is None:
+            with pinned_client(node) as own:
+                answer = own.get(f"{node.url}/v1/receipts/{index}")
+        else:
+            answer = http.get(f"{node.url}/v1/receipts/{index}")
+    except httpx.HTTPError as exc:
+        raise TransportError(f"cannot fetch the proof of receipt {index}: {exc}") from None
+    if answer.status_code != 200:
+        raise TransportError(
+            f"the node answered {answer.status_code} for the proof of receipt {index}:"
+            f" {answer.text[:200]}"
+        )
+    if len(answer.content) > MAX_PROOF_JSON_SIZE:
+        raise DocumentFormatError(f"the proof of receipt {index} is too large")
+    try:
+        body = answer.json()
+        return ReceiptProof(
+            receipt=payload,
+            batch=SignedDocument.model_validate(body["batch"]),
+            path=body["path"],
+        )
+    except (ValueError, TypeError, KeyError, ValidationError) as exc:
+        raise DocumentFormatError(f"not a receipt proof: {exc!r}"[:300]) from None
+
+
+def check_response(
+    node: VerifiedNode, response: httpx.Response, *, http: httpx.Client | None = None
+) -> CheckedReceipt:
+    """Fetch and check the receipt of an ``httpx`` response (e.g. ``openai``'s raw response)
+    against the exact request it answered and the exact body received."""
     value = response.headers.get(RECEIPT_HEADER)
     if value is None:
         raise MissingReceiptError(f"the answer has no {RECEIPT_HEADER} header")
-    return check_receipt(
-        node, parse_receipt(value), request=response.request.content, response=response.content
+    proof = fetch_receipt_proof(node, value, http=http)
+    receipt = check_receipt(
+        node, proof, request=response.request.content, response=response.content
     )
+    return CheckedReceipt(receipt, proof)

@@ -16,13 +16,18 @@ Rules:
   (fresh and bound to the caller's ``nonce`` if one is given, else the enrolment's), the
   signed bundle manifest, lease, instance and status; ``/healthz`` is 200 only while the
   node serves; ``/metrics`` is Prometheus text, counts only;
-* the renewer (if given) starts and stops with the app (ASGI lifespan).
+* every whole answer carries its receipt; ``GET /v1/receipts/{index}`` gives the signed
+  batch that covers receipt ``index`` and its inclusion path (404 ``receipt_not_found``
+  if it was never issued or is no longer kept). Receipts are signed in a batch every
+  :data:`RECEIPT_BATCH_SECONDS`, on shutdown, and at once when a proof is asked for;
+* the renewer (if given) and the receipt signer start and stop with the app (ASGI lifespan).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Callable
@@ -41,6 +46,7 @@ from modellease.enclave.engines.onnx import OnnxEngine
 from modellease.enclave.engines.stopped import EngineStoppedError
 from modellease.enclave.meter import AllowanceExhaustedError
 from modellease.enclave.metrics import metrics_text
+from modellease.enclave.receipt_log import ReceiptNotKeptError
 from modellease.enclave.renewer import Renewer
 from modellease.enclave.runtime import ServiceRefusedError
 from modellease.enclave.serving_context import Clock, ServingContext
@@ -48,6 +54,7 @@ from modellease.errors import InvalidInputError, LimitExceededError, ModelleaseE
 from modellease.keys import Nonce
 
 _NONCE_HEX = re.compile(r"[0-9a-f]{64}")
+RECEIPT_BATCH_SECONDS = 0.05
 
 
 def status_of(exc: ModelleaseError) -> tuple[int, str]:
@@ -56,7 +63,7 @@ def status_of(exc: ModelleaseError) -> tuple[int, str]:
         return exc.status, exc.refusal
     if isinstance(exc, AllowanceExhaustedError):
         status = 429
-    elif isinstance(exc, ModelNotFoundError):
+    elif isinstance(exc, ModelNotFoundError | ReceiptNotKeptError):
         status = 404
     elif isinstance(exc, EngineStoppedError):
         status = 503
@@ -78,14 +85,26 @@ def create_node_app(
     """The node's app; ``renewer`` makes the renewer that runs with it (none: no renewals)."""
     ctx = ServingContext(node=node, now=clock or (lambda: datetime.now(UTC)))
 
+    receipts = ctx.runtime.receipts
+
+    async def sign_receipts() -> None:
+        while True:
+            await asyncio.sleep(RECEIPT_BATCH_SECONDS)
+            receipts.seal(ctx.now())
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if renewer is not None:
             ctx.renewers.append(renewer())
             ctx.renewers[0].start()
+        signer = asyncio.create_task(sign_receipts())
         try:
             yield
         finally:
+            signer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await signer
+            receipts.seal(ctx.now())
             for running in ctx.renewers:
                 await running.stop()
 
@@ -108,6 +127,13 @@ def create_node_app(
         add_tensor_routes(app, ctx, node.engine)
     else:
         add_language_routes(app, ctx, node.engine)
+
+    @app.get("/v1/receipts/{index}")
+    async def receipt_proof(index: int) -> JSONResponse:
+        batch, path = receipts.proof(index, ctx.now())
+        return JSONResponse(
+            {"batch": json.loads(batch.to_json()), "path": [node.hex() for node in path]}
+        )
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

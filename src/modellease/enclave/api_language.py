@@ -137,7 +137,7 @@ class Completion:
         self.ctx.after_request()
 
     async def respond(self, body: bytes) -> Response:
-        """The answer; a whole one carries its signed receipt (a stream does not: its
+        """The answer; a whole one carries its receipt (a stream does not: its
         headers leave before its body exists)."""
         if self.request.stream:
             return StreamingResponse(

@@ -4,7 +4,7 @@ Two body forms: JSON ``{"inputs": {"<name>": <nested list>}}``, and for large in
 NumPy ``.npz`` archive (``content-type: application/x-npz``; no pickles, sizes checked
 before reading). The answer is JSON, or ``.npz`` when the request accepts it. The cost is
 one unit per request, or per row, as the lease's unit says; the units charged are in the
-``x-modellease-units`` header, and the answer's signed receipt in ``x-modellease-receipt``.
+``x-modellease-units`` header, and the answer's receipt in ``x-modellease-receipt``.
 """
 
 from __future__ import annotations

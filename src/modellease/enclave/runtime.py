@@ -33,9 +33,9 @@ from typing import Protocol
 from modellease._hazmat import SigningKey
 from modellease.enclave.keeper import Admission, LeaseKeeper
 from modellease.enclave.meter import Meter, Reservation, Usage
+from modellease.enclave.receipt_log import ReceiptLog
 from modellease.enclave.telemetry import ReportChain, counters_of
 from modellease.errors import StateError
-from modellease.keys import fingerprint
 from modellease.protocol import (
     ExtensionRequest,
     Grant,
@@ -45,7 +45,6 @@ from modellease.protocol import (
     format_timestamp,
     sign_message,
 )
-from modellease.protocol.receipts import Receipt, sign_receipt
 
 LOW_SLICE_FRACTION = 4  # the slice is "low" once less than 1/4 of the last increment is left
 
@@ -103,7 +102,9 @@ class NodeRuntime:
             lease_id=keeper.lease_id, instance_id=keeper.instance_id, signer=signer
         )
         self._signer = signer
-        self._key_id = fingerprint(signer.public_bytes())
+        self.receipts = ReceiptLog(
+            lease_id=keeper.lease_id, instance_id=keeper.instance_id, signer=signer
+        )
         self._lock = threading.Lock()
         self._pending: SignedDocument | None = None
         self.meter.set_allowance(keeper.grant.allowance)
@@ -130,12 +131,6 @@ class NodeRuntime:
     @property
     def instance_id(self) -> str:
         return self.keeper.instance_id
-
-    def sign_receipt(self, receipt: Receipt) -> SignedDocument:
-        """Sign a per-response receipt with the instance key (it must be about this instance)."""
-        if (receipt.lease_id, receipt.instance_id) != (self.lease_id, self.instance_id):
-            raise ValueError("a receipt names the instance that signs it")
-        return sign_receipt(receipt, signer=self._signer, key_id=self._key_id)
 
     # ------------------------------------------------------------------ requests
     def admit(self, *, now: datetime) -> None:

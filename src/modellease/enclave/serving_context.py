@@ -3,7 +3,6 @@ and a way to wake the renewer when a request leaves the slice low."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,8 +13,7 @@ from modellease.enclave.boot import BootedNode
 from modellease.enclave.meter import AllowanceExhaustedError, Reservation
 from modellease.enclave.renewer import Renewer
 from modellease.enclave.runtime import NodeRuntime
-from modellease.protocol import format_timestamp
-from modellease.protocol.receipts import RECEIPT_HEADER, Receipt, body_sha256
+from modellease.protocol.receipts import RECEIPT_HEADER, body_sha256, receipt_header
 
 Clock = Callable[[], datetime]
 
@@ -49,22 +47,20 @@ class ServingContext:
             raise
 
     def stamp(self, response: Response, *, request: bytes, units: int) -> Response:
-        """Attach the signed receipt of this answer (:mod:`modellease.protocol.receipts`):
-        hashes of the exact request and response bodies, the model, the units charged."""
+        """Attach this answer's receipt (:mod:`modellease.protocol.receipts`): hashes of the
+        exact request and response bodies, the model, the units charged, its index. It is
+        signed in the next batch (:mod:`modellease.enclave.receipt_log`), not here."""
         manifest = self.node.manifest
-        receipt = Receipt(
-            lease_id=self.runtime.lease_id,
-            instance_id=self.runtime.instance_id,
+        payload = self.runtime.receipts.issue(
             bundle_id=manifest.bundle_id,
             model_sha256=manifest.model.sha256,
             request_sha256=body_sha256(request),
             response_sha256=body_sha256(bytes(response.body)),
             units=units,
-            unit=self.unit,  # type: ignore[arg-type]
-            issued_at=format_timestamp(self.now()),
+            unit=self.unit,
+            now=self.now(),
         )
-        signed = self.runtime.sign_receipt(receipt)
-        response.headers[RECEIPT_HEADER] = base64.b64encode(signed.to_json()).decode()
+        response.headers[RECEIPT_HEADER] = receipt_header(payload)
         return response
 
     def after_request(self) -> None:

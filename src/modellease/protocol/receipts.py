@@ -1,31 +1,42 @@
-"""Per-response receipts: what a node signs about each answer it gives.
+"""Per-response receipts: what a node states about each answer, and how one signature
+covers many of them.
 
 Rules:
 
-* a receipt is a signed document (payload type ``application/vnd.modellease.receipt.v1+json``)
-  signed by the **instance key**, the Ed25519 key the node's evidence binds to its TEE
-  measurement; so a receipt that verifies under a verified node's key binds the answer to
-  that measurement, that model and that lease;
-* it carries hashes only: SHA-256 of the exact request body and of the exact response
-  body, never their text; plus the model's SHA-256, the bundle, lease and instance ids, the
-  units charged in the lease's unit, and the time;
-* :func:`verify_receipt` checks, in order: the signature under the node's key, the subject
-  (lease, instance, model) against what the consumer verified, then the two hashes against
-  the bodies the consumer sent and received. Each has its own error.
+* a :class:`Receipt` carries hashes only: SHA-256 of the exact request body and of the exact
+  response body, never their text; plus the model's SHA-256, the bundle, lease and instance
+  ids, the units charged in the lease's unit, the time, and its ``index``: receipts are
+  numbered from 0 in the order the instance issued them;
+* the answer carries its receipt at once, unsigned: it reached the consumer over the
+  attested TLS channel, so the consumer knows it came from the node; to show it to anyone
+  else it needs the receipt's **proof**;
+* the node signs its receipts in batches: a :class:`ReceiptBatch` (payload type
+  ``application/vnd.modellease.receipt-batch.v1+json``), signed by the **instance key**,
+  names the first index and the number of receipts it covers and the RFC 9162 Merkle root
+  over them; a receipt's leaf is ``PAE(RECEIPT_PAYLOAD_TYPE, canonical JSON)``, so a leaf
+  can never be taken for another kind of data;
+* a :class:`ReceiptProof` is the receipt, its signed batch and its inclusion path: it
+  stands alone, and :func:`verify_receipt_proof` checks it offline, in order, each with its
+  own error: the batch's signature under the node's key; the receipt's form; the subject
+  (lease, instance, model) against what the consumer verified; the receipt's place in the
+  batch (:class:`ReceiptNotInBatchError`); then the two hashes against the bodies the
+  consumer sent and received (:class:`ReceiptMismatchError`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
-from typing import ClassVar, Final
+from typing import ClassVar, Final, Self
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from modellease._hazmat import SigningKey
 from modellease.errors import InvalidInputError
-from modellease.keys import InstanceSigningKey, fingerprint
-from modellease.protocol.envelope import pae
+from modellease.keys import InstanceSigningKey
+from modellease.protocol.envelope import canonical_json, pae, parse_canonical_json
+from modellease.protocol.merkle import leaf_hash, root_from_inclusion_path
 from modellease.protocol.messages import (
     BundleId,
     Count,
@@ -35,10 +46,18 @@ from modellease.protocol.messages import (
     Unit,
     WrongSubjectError,
 )
-from modellease.protocol.signed import SignedDocument, open_document
+from modellease.protocol.signed import (
+    DocumentFormatError,
+    SignedDocument,
+    open_document,
+)
 
 RECEIPT_PAYLOAD_TYPE: Final = "application/vnd.modellease.receipt.v1+json"
+RECEIPT_BATCH_PAYLOAD_TYPE: Final = "application/vnd.modellease.receipt-batch.v1+json"
 RECEIPT_HEADER: Final = "x-modellease-receipt"
+MAX_RECEIPT_SIZE: Final = 2048  # a receipt is about 450 bytes of JSON
+MAX_PATH_LENGTH: Final = 64  # a tree of 2**64 leaves
+MAX_PROOF_JSON_SIZE: Final = 16 * 1024
 
 
 class ReceiptMismatchError(InvalidInputError):
@@ -47,14 +66,21 @@ class ReceiptMismatchError(InvalidInputError):
     reason = "receipt_mismatch"
 
 
+class ReceiptNotInBatchError(InvalidInputError):
+    """The inclusion path does not lead from the receipt to its signed batch's root."""
+
+    reason = "receipt_not_in_batch"
+
+
 class Receipt(BaseModel):
-    """Node → consumer, signed by the instance key: what was answered, by what, at what cost."""
+    """Node → consumer: what was answered, by what, at what cost (see the module rules)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
     PAYLOAD_TYPE: ClassVar[str] = RECEIPT_PAYLOAD_TYPE
 
     lease_id: Identifier
     instance_id: Identifier
+    index: Count
     bundle_id: BundleId
     model_sha256: Sha256Hex
     request_sha256: Sha256Hex
@@ -64,6 +90,63 @@ class Receipt(BaseModel):
     issued_at: Timestamp
 
 
+class ReceiptBatch(BaseModel):
+    """Signed by the instance key: receipts ``first`` to ``first + size - 1`` are the leaves
+    of the Merkle tree with this ``root``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    PAYLOAD_TYPE: ClassVar[str] = RECEIPT_BATCH_PAYLOAD_TYPE
+
+    lease_id: Identifier
+    instance_id: Identifier
+    first: Count
+    size: Count
+    root: Sha256Hex
+    issued_at: Timestamp
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if self.size < 1:
+            raise ValueError("a batch covers at least one receipt")
+        return self
+
+
+class ReceiptProof(BaseModel):
+    """A receipt (its canonical JSON), its signed batch and its inclusion path: the whole
+    proof, checked offline by :func:`verify_receipt_proof`. Wire form: the canonical JSON
+    object ``{"batch", "path", "receipt" (base64)}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    receipt: bytes
+    batch: SignedDocument
+    path: list[Sha256Hex] = Field(max_length=MAX_PATH_LENGTH)
+
+    def to_json(self) -> bytes:
+        return canonical_json(
+            {
+                "batch": json.loads(self.batch.to_json()),
+                "path": self.path,
+                "receipt": base64.b64encode(self.receipt).decode(),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> ReceiptProof:
+        """Parse the wire form (nothing verified); any deviation is a format error."""
+        if len(raw) > MAX_PROOF_JSON_SIZE:
+            raise DocumentFormatError(f"a receipt proof is at most {MAX_PROOF_JSON_SIZE} bytes")
+        try:
+            fields = parse_canonical_json(raw)
+            return cls(
+                receipt=receipt_from_header(fields.pop("receipt")),
+                batch=SignedDocument.model_validate(fields.pop("batch")),
+                **fields,
+            )
+        except (ValueError, TypeError, KeyError, ValidationError) as exc:
+            raise DocumentFormatError(f"not a receipt proof: {exc!r}"[:300]) from None
+
+
 def body_sha256(body: bytes) -> str:
     """What a receipt records of a body: its SHA-256, hex."""
     return hashlib.sha256(body).hexdigest()
@@ -71,34 +154,55 @@ def body_sha256(body: bytes) -> str:
 
 def receipt_payload(receipt: Receipt) -> bytes:
     """The receipt's canonical JSON, written directly: every field is a string on the wire
-    (``units`` too), so sorted keys and compact separators are RFC 8785's form. A test holds
-    this equal to ``canonical_json(receipt.model_dump(mode="json"))`` on generated receipts."""
-    fields = receipt.model_dump()
+    (``index`` and ``units`` too), so sorted keys and compact separators are RFC 8785's
+    form. A test holds this equal to ``canonical_json(receipt.model_dump(mode="json"))``."""
+    fields = {name: getattr(receipt, name) for name in Receipt.model_fields}
+    fields["index"] = str(fields["index"])
     fields["units"] = str(fields["units"])
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def sign_receipt(
-    receipt: Receipt, *, signer: SigningKey, key_id: str | None = None
-) -> SignedDocument:
-    """Sign ``receipt`` with the instance key (``key_id``: its fingerprint, if known).
-
-    One is made per answer, on the answer's path, so this skips the generic
-    :func:`~modellease.protocol.signed.sign_document`'s parse-back check: a receipt is a
-    strict model of strings, and a test proves :func:`verify_receipt` reads back every
-    receipt signed here.
-    """
-    payload = receipt_payload(receipt)
-    return SignedDocument.model_construct(
-        payload_type=RECEIPT_PAYLOAD_TYPE,
-        payload=payload,
-        signature=signer.sign(pae(RECEIPT_PAYLOAD_TYPE, payload)),
-        key_id=key_id or fingerprint(signer.public_bytes()),
-    )
+def receipt_leaf_hash(payload: bytes) -> bytes:
+    """The Merkle leaf hash of a receipt's canonical JSON (see the module rules)."""
+    return leaf_hash(pae(RECEIPT_PAYLOAD_TYPE, payload))
 
 
-def verify_receipt(
-    signed: SignedDocument,
+def receipt_header(payload: bytes) -> str:
+    """The ``x-modellease-receipt`` header's value: the receipt's JSON in base64."""
+    return base64.b64encode(payload).decode()
+
+
+def receipt_from_header(value: str | bytes) -> bytes:
+    """The receipt's JSON from a ``x-modellease-receipt`` header value (not yet checked)."""
+    if len(value) > 4 * MAX_RECEIPT_SIZE // 3 + 4:
+        raise DocumentFormatError(f"a receipt is at most {MAX_RECEIPT_SIZE} bytes")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise DocumentFormatError("the receipt is not base64") from None
+
+
+def parse_receipt_payload(payload: bytes) -> Receipt:
+    """The receipt that ``payload`` (canonical JSON) states; nothing about who stated it."""
+    if len(payload) > MAX_RECEIPT_SIZE:
+        raise DocumentFormatError(f"a receipt is at most {MAX_RECEIPT_SIZE} bytes")
+    try:
+        return Receipt.model_validate(parse_canonical_json(payload))
+    except (ValueError, ValidationError) as exc:
+        raise DocumentFormatError(f"not a receipt: {exc!r}"[:300]) from None
+
+
+def _check_subject(document: BaseModel, expected: dict[str, str]) -> None:
+    for field, value in expected.items():
+        if getattr(document, field) != value:
+            raise WrongSubjectError(
+                f"the {type(document).__name__} is for {field} {getattr(document, field)!r},"
+                f" expected {value!r}"
+            )
+
+
+def verify_receipt_proof(
+    proof: ReceiptProof,
     *,
     instance_key: InstanceSigningKey,
     lease_id: str,
@@ -107,20 +211,30 @@ def verify_receipt(
     request: bytes | None = None,
     response: bytes | None = None,
 ) -> Receipt:
-    """The receipt, only if ``instance_key`` signed it for this lease, instance and model,
-    and (when given) for exactly these request and response bodies."""
-    receipt = open_document(
-        signed, model=Receipt, payload_type=RECEIPT_PAYLOAD_TYPE, trusted_keys=[instance_key]
+    """The receipt, only if a batch signed by ``instance_key`` covers it, it is about this
+    lease, instance and model, and (when given) about exactly these request and response
+    bodies (see the module rules for the order of the checks)."""
+    batch = open_document(
+        proof.batch,
+        model=ReceiptBatch,
+        payload_type=RECEIPT_BATCH_PAYLOAD_TYPE,
+        trusted_keys=[instance_key],
     )
-    for field, expected in (
-        ("lease_id", lease_id),
-        ("instance_id", instance_id),
-        ("model_sha256", model_sha256),
-    ):
-        if getattr(receipt, field) != expected:
-            raise WrongSubjectError(
-                f"the receipt is for {field} {getattr(receipt, field)!r}, expected {expected!r}"
-            )
+    receipt = parse_receipt_payload(proof.receipt)
+    instance = {"lease_id": lease_id, "instance_id": instance_id}
+    _check_subject(batch, instance)
+    _check_subject(receipt, {**instance, "model_sha256": model_sha256})
+    root = root_from_inclusion_path(
+        receipt_leaf_hash(proof.receipt),
+        receipt.index - batch.first,
+        batch.size,
+        [bytes.fromhex(node) for node in proof.path],
+    )
+    if root is None or root.hex() != batch.root:
+        raise ReceiptNotInBatchError(
+            f"receipt {receipt.index} is not in the signed batch of receipts"
+            f" {batch.first}..{batch.first + batch.size - 1}"
+        )
     if request is not None and receipt.request_sha256 != body_sha256(request):
         raise ReceiptMismatchError("the receipt is for another request body")
     if response is not None and receipt.response_sha256 != body_sha256(response):

@@ -27,18 +27,25 @@ from modellease.client import (
     VerifiedNode,
     check_receipt,
     check_response,
+    fetch_receipt_proof,
     openai_client,
-    parse_receipt,
     pinned_client,
     verify_node,
 )
 from modellease.custodian.ledger import Unit
+from modellease.enclave import api
 from modellease.enclave.boot import BootedNode
 from modellease.enclave.tls import NodeCertificate
 from modellease.errors import NonceMismatchError, SimulatedEvidenceError
 from modellease.keys import CustodianPublicKey, InstanceSigningKey, Nonce
-from modellease.protocol import BadSignatureError, UnknownSignerError
-from modellease.protocol.receipts import RECEIPT_HEADER, ReceiptMismatchError
+from modellease.protocol import UnknownSignerError
+from modellease.protocol.receipts import (
+    RECEIPT_HEADER,
+    ReceiptMismatchError,
+    ReceiptNotInBatchError,
+    ReceiptProof,
+    receipt_from_header,
+)
 from modellease.testing.digits import DigitsModel
 from modellease.testing.server import serving
 from modellease.testing.smollm import MODEL_NAME, smollm2_path
@@ -108,7 +115,7 @@ def test_a_verified_node_says_what_it_proved_and_serves_over_the_pinned_connecti
             "/v1/infer", json={"inputs": {"X": digits_model.test_inputs[:3].tolist()}}
         )
     assert answer.json()["outputs"]["label"] == digits_model.test_labels[:3].tolist()
-    receipt = check_response(verified, answer)
+    receipt = check_response(verified, answer).receipt
     assert (receipt.units, receipt.unit, receipt.lease_id) == (1, "requests", "lease-node")
     assert receipt.model_sha256 == verified.model_sha256
     assert receipt.bundle_id == sealed.bundle_id
@@ -126,16 +133,16 @@ def test_a_receipt_does_not_fit_another_answer_or_another_node(
         second = http.post(
             "/v1/infer", json={"inputs": {"X": digits_model.test_inputs[1:2].tolist()}}
         )
-    receipt = parse_receipt(first.headers[RECEIPT_HEADER])
-    check_receipt(verified, receipt, request=first.request.content, response=first.content)
+        proof = fetch_receipt_proof(verified, first.headers[RECEIPT_HEADER], http=http)
+    check_receipt(verified, proof, request=first.request.content, response=first.content)
     with pytest.raises(ReceiptMismatchError, match="another response body"):
-        check_receipt(verified, receipt, request=first.request.content, response=second.content)
+        check_receipt(verified, proof, request=first.request.content, response=second.content)
     with pytest.raises(ReceiptMismatchError, match="another request body"):
-        check_receipt(verified, receipt, request=second.request.content)
-    cheaper = receipt.payload.replace(b'"units":"1"', b'"units":"0"')
-    assert cheaper != receipt.payload
-    with pytest.raises(BadSignatureError):
-        check_receipt(verified, receipt.model_copy(update={"payload": cheaper}))
+        check_receipt(verified, proof, request=second.request.content)
+    cheaper = proof.receipt.replace(b'"units":"1"', b'"units":"0"')
+    assert cheaper != proof.receipt
+    with pytest.raises(ReceiptNotInBatchError):
+        check_receipt(verified, proof.model_copy(update={"receipt": cheaper}))
     stranger = ReceiptSubject(
         InstanceSigningKey(SigningKey.generate().public_bytes()),
         verified.lease_id,
@@ -143,7 +150,34 @@ def test_a_receipt_does_not_fit_another_answer_or_another_node(
         verified.model_sha256,
     )
     with pytest.raises(UnknownSignerError):
-        check_receipt(stranger, receipt)
+        check_receipt(stranger, proof)
+
+
+def test_receipts_are_numbered_proved_by_the_node_and_signed_on_shutdown(
+    custodian: Custodian, sealed: Sealed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api, "RECEIPT_BATCH_SECONDS", 3600.0)  # only asking or stopping signs
+    with attested_node(custodian, sealed) as (running, policy):
+        verified = verify(custodian, running.url, policy)
+        with pinned_client(verified) as http:
+            answers = [http.post("/v1/infer", json=ROW) for _ in range(3)]
+            proofs = [check_response(verified, answer, http=http) for answer in answers]
+            missing = http.get("/v1/receipts/3")
+            unanswered = http.post("/v1/infer", json=ROW)  # its proof is never asked for
+        assert [proof.receipt.index for proof in proofs] == [0, 1, 2]
+        assert missing.status_code == 404
+        assert missing.json()["reason"] == "receipt_not_found"
+        receipts = running.booted.runtime.receipts
+    # receipt 3, never asked for, was signed when the node stopped
+    assert receipts.issued == 4
+    assert receipts.seal(custodian.clock()) is None
+    batch, path = receipts.proof(3, custodian.clock())
+    proof = ReceiptProof(
+        receipt=receipt_from_header(unanswered.headers[RECEIPT_HEADER]),
+        batch=batch,
+        path=[node.hex() for node in path],
+    )
+    assert check_receipt(verified, proof, response=unanswered.content).index == 3
 
 
 def test_the_openai_client_verifies_then_chats_over_the_pinned_connection(

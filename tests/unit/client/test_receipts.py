@@ -1,97 +1,160 @@
-"""Receipts checked offline: each way a receipt can be wrong has its own typed error."""
+"""Receipts checked by the consumer: a proof from the node's log passes, each way a proof
+or an answer about it can be wrong has its own typed error."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
 
 from modellease._hazmat import SigningKey
-from modellease.client import MissingReceiptError, ReceiptSubject, check_receipt, parse_receipt
-from modellease.client.receipts import check_response
-from modellease.keys import InstanceSigningKey
-from modellease.protocol import (
-    BadSignatureError,
-    DocumentFormatError,
-    UnknownSignerError,
-    WrongPayloadTypeError,
-    WrongSubjectError,
+from modellease.client import (
+    MissingReceiptError,
+    ReceiptSubject,
+    check_receipt,
+    check_response,
+    fetch_receipt_proof,
 )
-from modellease.protocol.receipts import Receipt, ReceiptMismatchError, sign_receipt
-from modellease.protocol.signed import SignedDocument, sign_document
+from modellease.enclave.receipt_log import ReceiptLog
+from modellease.errors import TransportError
+from modellease.keys import InstanceSigningKey
+from modellease.protocol import DocumentFormatError, UnknownSignerError
+from modellease.protocol.receipts import (
+    RECEIPT_HEADER,
+    ReceiptMismatchError,
+    ReceiptProof,
+    receipt_header,
+)
+from modellease.testing.server import serving
 
 KEY = SigningKey.from_seed(b"\x05" * 32)
 MODEL = hashlib.sha256(b"model").hexdigest()
 REQUEST, RESPONSE = b'{"prompt":"secret"}', b'{"answer":"secret"}'
 SUBJECT = ReceiptSubject(InstanceSigningKey(KEY.public_bytes()), "lease-1", "inst-1", MODEL)
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
-def receipt(**change: object) -> Receipt:
-    values: dict[str, object] = {
-        "lease_id": "lease-1",
-        "instance_id": "inst-1",
-        "bundle_id": "ab" * 16,
-        "model_sha256": MODEL,
-        "request_sha256": hashlib.sha256(REQUEST).hexdigest(),
-        "response_sha256": hashlib.sha256(RESPONSE).hexdigest(),
-        "units": 3,
-        "unit": "tokens",
-        "issued_at": "2026-11-28T12:00:00Z",
-    }
-    return Receipt(**(values | change))  # type: ignore[arg-type]
+def node_log() -> tuple[ReceiptLog, bytes]:
+    receipts = ReceiptLog(lease_id="lease-1", instance_id="inst-1", signer=KEY)
+    payload = receipts.issue(
+        bundle_id="ab" * 16,
+        model_sha256=MODEL,
+        request_sha256=hashlib.sha256(REQUEST).hexdigest(),
+        response_sha256=hashlib.sha256(RESPONSE).hexdigest(),
+        units=3,
+        unit="tokens",
+        now=T0,
+    )
+    return receipts, payload
 
 
-def test_a_genuine_receipt_passes_and_says_no_text() -> None:
-    signed = sign_receipt(receipt(), signer=KEY)
-    checked = check_receipt(SUBJECT, signed, request=REQUEST, response=RESPONSE)
-    assert (checked.units, checked.unit) == (3, "tokens")
-    assert b"secret" not in signed.payload
+def proof_of(receipts: ReceiptLog, payload: bytes) -> ReceiptProof:
+    batch, path = receipts.proof(0, T0)
+    return ReceiptProof(receipt=payload, batch=batch, path=[p.hex() for p in path])
 
 
-@pytest.mark.parametrize(
-    ("signed", "error"),
-    [
-        (sign_receipt(receipt(), signer=SigningKey.from_seed(b"\x06" * 32)), UnknownSignerError),
-        (sign_receipt(receipt(lease_id="lease-2"), signer=KEY), WrongSubjectError),
-        (sign_receipt(receipt(instance_id="inst-2"), signer=KEY), WrongSubjectError),
-        (sign_receipt(receipt(model_sha256="00" * 32), signer=KEY), WrongSubjectError),
-        (sign_receipt(receipt(request_sha256="00" * 32), signer=KEY), ReceiptMismatchError),
-        (sign_receipt(receipt(response_sha256="00" * 32), signer=KEY), ReceiptMismatchError),
-        (
-            sign_document(
-                receipt(), payload_type="application/vnd.modellease.grant.v1+json", signer=KEY
-            ),
-            WrongPayloadTypeError,
-        ),
-    ],
-)
-def test_a_wrong_receipt_is_refused(signed: SignedDocument, error: type[Exception]) -> None:
-    with pytest.raises(error):
-        check_receipt(SUBJECT, signed, request=REQUEST, response=RESPONSE)
+def test_a_genuine_receipt_passes_and_its_proof_says_no_text() -> None:
+    proof = proof_of(*node_log())
+    checked = check_receipt(SUBJECT, proof, request=REQUEST, response=RESPONSE)
+    assert (checked.units, checked.unit, checked.index) == (3, "tokens", 0)
+    assert b"secret" not in proof.to_json()
 
 
-def test_a_tampered_receipt_is_refused() -> None:
-    signed = sign_receipt(receipt(), signer=KEY)
-    forged = signed.model_copy(update={"payload": signed.payload.replace(b'"3"', b'"1"')})
-    with pytest.raises(BadSignatureError):
-        check_receipt(SUBJECT, forged)
-
-
-def test_the_header_form_round_trips_and_garbage_is_refused() -> None:
-    signed = sign_receipt(receipt(), signer=KEY)
-    assert parse_receipt(base64.b64encode(signed.to_json())) == signed
-    with pytest.raises(DocumentFormatError, match="not base64"):
-        parse_receipt("not base64!")
-    with pytest.raises(DocumentFormatError):
-        parse_receipt(base64.b64encode(b"{}"))
+def test_a_proof_for_another_node_or_answer_is_refused() -> None:
+    proof = proof_of(*node_log())
+    stranger = ReceiptSubject(
+        InstanceSigningKey(SigningKey.from_seed(b"\x06" * 32).public_bytes()),
+        "lease-1",
+        "inst-1",
+        MODEL,
+    )
+    with pytest.raises(UnknownSignerError):
+        check_receipt(stranger, proof)
+    with pytest.raises(ReceiptMismatchError):
+        check_receipt(SUBJECT, proof, response=REQUEST)
 
 
 def test_an_answer_without_a_receipt_is_refused() -> None:
     answer = httpx.Response(200, content=RESPONSE, request=httpx.Request("POST", "https://n"))
     with pytest.raises(MissingReceiptError):
         check_response(None, answer)  # type: ignore[arg-type]
+
+
+@contextmanager
+def node_answering(answer: Response) -> Iterator[Any]:
+    """A server on loopback whose /v1/receipts/{index} gives ``answer``, and a stand-in for
+    the verified node: its URL and what a receipt must be about (no pinning: plain HTTP)."""
+    app = FastAPI()
+
+    @app.get("/v1/receipts/{index}")
+    async def proof(index: int) -> Response:
+        return answer
+
+    with serving(app) as url:
+        yield SimpleNamespace(
+            url=url,
+            signing_public_key=SUBJECT.signing_public_key,
+            lease_id="lease-1",
+            instance_id="inst-1",
+            model_sha256=MODEL,
+        )
+
+
+def test_the_proof_is_fetched_from_the_node() -> None:
+    receipts, payload = node_log()
+    batch, path = receipts.proof(0, T0)
+    body = {"batch": batch.model_dump(mode="json"), "path": [p.hex() for p in path]}
+    with node_answering(JSONResponse(body)) as node, httpx.Client() as http:
+        proof = fetch_receipt_proof(node, receipt_header(payload), http=http)
+        assert check_receipt(SUBJECT, proof).index == 0
+        answer = httpx.Response(
+            200,
+            content=RESPONSE,
+            headers={RECEIPT_HEADER: receipt_header(payload)},
+            request=httpx.Request("POST", node.url, content=REQUEST),
+        )
+        assert check_response(node, answer, http=http).receipt.units == 3
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "match"),
+    [
+        (JSONResponse({"reason": "receipt_not_found"}, 404), TransportError, "answered 404"),
+        (JSONResponse({"batch": {}, "path": []}), DocumentFormatError, "not a receipt proof"),
+        (JSONResponse({"path": []}), DocumentFormatError, "not a receipt proof"),
+        (Response(b"not json"), DocumentFormatError, "not a receipt proof"),
+        (Response(b"[" * 20000), DocumentFormatError, "too large"),
+    ],
+)
+def test_a_wrong_answer_for_a_proof_is_refused(
+    answer: Response, error: type[Exception], match: str
+) -> None:
+    _, payload = node_log()
+    with node_answering(answer) as node, httpx.Client() as http, pytest.raises(error, match=match):
+        fetch_receipt_proof(node, receipt_header(payload), http=http)
+
+
+def test_a_node_that_does_not_answer_is_a_transport_error() -> None:
+    _, payload = node_log()
+    with node_answering(Response()) as node:
+        url = node.url
+    with httpx.Client() as http, pytest.raises(TransportError, match="cannot fetch the proof"):
+        fetch_receipt_proof(SimpleNamespace(url=url), receipt_header(payload), http=http)  # type: ignore[arg-type]
+
+
+def test_a_garbled_header_is_refused_before_anything_is_fetched() -> None:
+    with pytest.raises(DocumentFormatError, match="not base64"):
+        fetch_receipt_proof(None, "not base64!")  # type: ignore[arg-type]
+    with pytest.raises(DocumentFormatError, match="not a receipt"):
+        fetch_receipt_proof(None, receipt_header(b"{}"))  # type: ignore[arg-type]
 
 
 def test_a_node_description_is_read_or_refused() -> None:

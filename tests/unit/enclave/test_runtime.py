@@ -187,20 +187,17 @@ def test_overseer_orders_go_through_the_keeper() -> None:
     assert engine.closed
 
 
-def test_a_receipt_about_another_instance_is_not_signed() -> None:
+def test_receipts_name_the_instance_that_signs_them() -> None:
     node, _ = runtime()
-    receipt = Receipt(
-        lease_id=node.lease_id,
-        instance_id="inst-other",
+    payload = node.receipts.issue(
         bundle_id="ab" * 16,
         model_sha256="00" * 32,
         request_sha256="00" * 32,
         response_sha256="00" * 32,
         units=1,
         unit="requests",
-        issued_at="2026-11-28T12:00:00Z",
+        now=T0,
     )
-    with pytest.raises(ValueError, match="names the instance that signs it"):
-        node.sign_receipt(receipt)
-    signed = node.sign_receipt(receipt.model_copy(update={"instance_id": node.instance_id}))
-    assert signed.payload_type == "application/vnd.modellease.receipt.v1+json"
+    receipt = Receipt.model_validate_json(payload)
+    assert (receipt.lease_id, receipt.instance_id) == (node.lease_id, node.instance_id)
+    assert node.receipts.seal(T0) is not None
