@@ -78,6 +78,7 @@ class ReceiptLog:
         self._batches: list[_Batch] = []  # oldest first
         self._firsts: list[int] = []  # each batch's first index, for bisect
         self._kept = 0  # receipts in self._batches
+        self._second: tuple[int, str] = (-1, "")  # the last second stamped, and its text
 
     @property
     def issued(self) -> int:
@@ -107,7 +108,7 @@ class ReceiptLog:
                     response_sha256=response_sha256,
                     units=units,
                     unit=unit,  # type: ignore[arg-type]
-                    issued_at=format_timestamp(now),
+                    issued_at=self._timestamp(now),
                 )
             )
             self._pending.append(receipt_leaf_hash(payload))
@@ -135,6 +136,13 @@ class ReceiptLog:
                 )
             batch = self._batches[bisect.bisect_right(self._firsts, index) - 1]
             return batch.signed, inclusion_path(batch.levels, index - batch.first)
+
+    def _timestamp(self, now: datetime) -> str:
+        """``format_timestamp(now)``, formatted once per second (this is on every answer's path)."""
+        second = int(now.timestamp())
+        if second != self._second[0]:
+            self._second = (second, format_timestamp(now))
+        return self._second[1]
 
     def _seal(self, now: datetime) -> SignedDocument | None:
         if not self._pending:

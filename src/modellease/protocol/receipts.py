@@ -152,14 +152,20 @@ def body_sha256(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+_RECEIPT_FIELDS: Final = tuple(Receipt.model_fields)
+# one encoder, made once: json.dumps builds a new one per call when given options
+_SORTED_COMPACT: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def receipt_payload(receipt: Receipt) -> bytes:
-    """The receipt's canonical JSON, written directly: every field is a string on the wire
-    (``index`` and ``units`` too), so sorted keys and compact separators are RFC 8785's
-    form. A test holds this equal to ``canonical_json(receipt.model_dump(mode="json"))``."""
-    fields = {name: getattr(receipt, name) for name in Receipt.model_fields}
+    """The receipt's canonical JSON, written directly (it is made on every answer's path):
+    every field is a string on the wire (``index`` and ``units`` too), so sorted keys and
+    compact separators are RFC 8785's form. A test holds this equal to
+    ``canonical_json(receipt.model_dump(mode="json"))``."""
+    fields = {name: getattr(receipt, name) for name in _RECEIPT_FIELDS}
     fields["index"] = str(fields["index"])
     fields["units"] = str(fields["units"])
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _SORTED_COMPACT.encode(fields).encode()
 
 
 def receipt_leaf_hash(payload: bytes) -> bytes:
