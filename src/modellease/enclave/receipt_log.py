@@ -28,10 +28,9 @@ from modellease.protocol import SignedDocument, format_timestamp, sign_document
 from modellease.protocol.merkle import inclusion_path, tree_levels
 from modellease.protocol.receipts import (
     RECEIPT_BATCH_PAYLOAD_TYPE,
-    Receipt,
     ReceiptBatch,
+    ReceiptWriter,
     receipt_leaf_hash,
-    receipt_payload,
 )
 
 MAX_BATCH: Final = 4096
@@ -79,6 +78,7 @@ class ReceiptLog:
         self._firsts: list[int] = []  # each batch's first index, for bisect
         self._kept = 0  # receipts in self._batches
         self._second: tuple[int, str] = (-1, "")  # the last second stamped, and its text
+        self._writer: tuple[tuple[str, str], ReceiptWriter] | None = None  # by bundle, model
 
     @property
     def issued(self) -> int:
@@ -97,19 +97,13 @@ class ReceiptLog:
     ) -> bytes:
         """Number and record the receipt of one answer; its canonical JSON."""
         with self._lock:
-            payload = receipt_payload(
-                Receipt(
-                    lease_id=self.lease_id,
-                    instance_id=self.instance_id,
-                    index=self._next,
-                    bundle_id=bundle_id,
-                    model_sha256=model_sha256,
-                    request_sha256=request_sha256,
-                    response_sha256=response_sha256,
-                    units=units,
-                    unit=unit,  # type: ignore[arg-type]
-                    issued_at=self._timestamp(now),
-                )
+            payload = self._writer_for(bundle_id, model_sha256).write(
+                index=self._next,
+                request_sha256=request_sha256,
+                response_sha256=response_sha256,
+                units=units,
+                unit=unit,
+                issued_at=self._timestamp(now),
             )
             self._pending.append(receipt_leaf_hash(payload))
             self._next += 1
@@ -136,6 +130,18 @@ class ReceiptLog:
                 )
             batch = self._batches[bisect.bisect_right(self._firsts, index) - 1]
             return batch.signed, inclusion_path(batch.levels, index - batch.first)
+
+    def _writer_for(self, bundle_id: str, model_sha256: str) -> ReceiptWriter:
+        """The writer for this bundle and model (one node serves one, so it is made once)."""
+        if self._writer is None or self._writer[0] != (bundle_id, model_sha256):
+            writer = ReceiptWriter(
+                lease_id=self.lease_id,
+                instance_id=self.instance_id,
+                bundle_id=bundle_id,
+                model_sha256=model_sha256,
+            )
+            self._writer = ((bundle_id, model_sha256), writer)
+        return self._writer[1]
 
     def _timestamp(self, now: datetime) -> str:
         """``format_timestamp(now)``, formatted once per second (this is on every answer's path)."""

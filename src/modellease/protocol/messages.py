@@ -147,7 +147,8 @@ class CounterDecreasedError(ReportChainError):
 
 
 # --------------------------------------------------------------------------- field types
-def _check_timestamp(value: str) -> str:
+def check_timestamp(value: str) -> str:
+    """``value`` if it is a message timestamp (:data:`Timestamp`); else ``ValueError``."""
     if _TIMESTAMP.fullmatch(value) is None:
         raise ValueError("must be an RFC 3339 UTC time to the second, like 2026-11-28T12:00:00Z")
     try:
@@ -168,7 +169,7 @@ def _to_count(value: object) -> int:
     )
 
 
-Timestamp = Annotated[str, AfterValidator(_check_timestamp)]
+Timestamp = Annotated[str, AfterValidator(check_timestamp)]
 Count = Annotated[
     int,
     PlainValidator(_to_count),
@@ -206,7 +207,7 @@ def format_timestamp(when: datetime) -> str:
 
 def parse_timestamp(text: str) -> datetime:
     """The aware UTC datetime of a message timestamp."""
-    return datetime.fromisoformat(_check_timestamp(text))  # "Z": already aware, UTC
+    return datetime.fromisoformat(check_timestamp(text))  # "Z": already aware, UTC
 
 
 # --------------------------------------------------------------------------- enrolment

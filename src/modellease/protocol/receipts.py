@@ -29,7 +29,8 @@ import base64
 import binascii
 import hashlib
 import json
-from typing import ClassVar, Final, Self
+import re
+from typing import ClassVar, Final, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -38,6 +39,8 @@ from modellease.keys import InstanceSigningKey
 from modellease.protocol.envelope import canonical_json, pae, parse_canonical_json
 from modellease.protocol.merkle import leaf_hash, root_from_inclusion_path
 from modellease.protocol.messages import (
+    MAX_COUNT,
+    SHA256_HEX_PATTERN,
     BundleId,
     Count,
     Identifier,
@@ -45,6 +48,7 @@ from modellease.protocol.messages import (
     Timestamp,
     Unit,
     WrongSubjectError,
+    check_timestamp,
 )
 from modellease.protocol.signed import (
     DocumentFormatError,
@@ -152,20 +156,68 @@ def body_sha256(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-_RECEIPT_FIELDS: Final = tuple(Receipt.model_fields)
-# one encoder, made once: json.dumps builds a new one per call when given options
-_SORTED_COMPACT: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_SHA256_HEX: Final = re.compile(SHA256_HEX_PATTERN)
+_UNITS: Final = frozenset(get_args(Unit))
 
 
-def receipt_payload(receipt: Receipt) -> bytes:
-    """The receipt's canonical JSON, written directly (it is made on every answer's path):
-    every field is a string on the wire (``index`` and ``units`` too), so sorted keys and
-    compact separators are RFC 8785's form. A test holds this equal to
-    ``canonical_json(receipt.model_dump(mode="json"))``."""
-    fields = {name: getattr(receipt, name) for name in _RECEIPT_FIELDS}
-    fields["index"] = str(fields["index"])
-    fields["units"] = str(fields["units"])
-    return _SORTED_COMPACT.encode(fields).encode()
+class ReceiptWriter:
+    """Writes the canonical JSON of one instance's receipts; it runs on every answer's path,
+    so it fills a template instead of serialising a model.
+
+    The fields fixed for the instance (lease, instance, bundle, model) are checked once, by
+    building a :class:`Receipt` with them; the others are checked on every receipt against
+    the same rules (hex SHA-256, a count, a unit, a timestamp). Every value that passes is
+    a string of characters JSON never escapes, and the template lists the keys in sorted
+    order with no spaces: RFC 8785's form. A test holds :meth:`write` equal to
+    ``canonical_json(Receipt(...).model_dump(mode="json"))`` on generated receipts.
+    """
+
+    __slots__ = ("_head", "_middle", "_tail")
+
+    def __init__(
+        self, *, lease_id: str, instance_id: str, bundle_id: str, model_sha256: str
+    ) -> None:
+        Receipt(
+            lease_id=lease_id,
+            instance_id=instance_id,
+            index=0,
+            bundle_id=bundle_id,
+            model_sha256=model_sha256,
+            request_sha256=model_sha256,
+            response_sha256=model_sha256,
+            units=0,
+            unit="requests",
+            issued_at="2000-01-01T00:00:00Z",
+        )  # a ValidationError if a fixed field is not what a receipt allows
+        self._head = f'{{"bundle_id":"{bundle_id}","index":"'
+        self._middle = f'","instance_id":"{instance_id}","issued_at":"'
+        self._tail = f'","lease_id":"{lease_id}","model_sha256":"{model_sha256}"'
+
+    def write(
+        self,
+        *,
+        index: int,
+        request_sha256: str,
+        response_sha256: str,
+        units: int,
+        unit: str,
+        issued_at: str,
+    ) -> bytes:
+        """The receipt's canonical JSON; ``ValueError`` if a value is not a receipt's."""
+        for count in (index, units):
+            if type(count) is not int or not 0 <= count <= MAX_COUNT:
+                raise ValueError(f"{count!r} is not a count")
+        for digest in (request_sha256, response_sha256):
+            if _SHA256_HEX.fullmatch(digest) is None:
+                raise ValueError(f"{digest!r} is not a hex SHA-256")
+        if unit not in _UNITS:
+            raise ValueError(f"{unit!r} is not a unit")
+        check_timestamp(issued_at)
+        return (
+            f"{self._head}{index}{self._middle}{issued_at}{self._tail},"
+            f'"request_sha256":"{request_sha256}","response_sha256":"{response_sha256}",'
+            f'"unit":"{unit}","units":"{units}"}}'
+        ).encode()
 
 
 def receipt_leaf_hash(payload: bytes) -> bytes:

@@ -31,10 +31,10 @@ from modellease.protocol.receipts import (
     ReceiptMismatchError,
     ReceiptNotInBatchError,
     ReceiptProof,
+    ReceiptWriter,
     receipt_from_header,
     receipt_header,
     receipt_leaf_hash,
-    receipt_payload,
     verify_receipt_proof,
 )
 
@@ -62,10 +62,69 @@ receipts = st.builds(
 )
 
 
-@settings(max_examples=200, deadline=None)
+def receipt_payload(receipt: Receipt) -> bytes:
+    return canonical_json(receipt.model_dump(mode="json"))
+
+
+@settings(max_examples=300, deadline=None)
 @given(receipts)
-def test_the_direct_payload_is_canonical(receipt: Receipt) -> None:
-    assert receipt_payload(receipt) == canonical_json(receipt.model_dump(mode="json"))
+def test_the_writer_writes_the_canonical_json(receipt: Receipt) -> None:
+    writer = ReceiptWriter(
+        lease_id=receipt.lease_id,
+        instance_id=receipt.instance_id,
+        bundle_id=receipt.bundle_id,
+        model_sha256=receipt.model_sha256,
+    )
+    written = writer.write(
+        index=receipt.index,
+        request_sha256=receipt.request_sha256,
+        response_sha256=receipt.response_sha256,
+        units=receipt.units,
+        unit=receipt.unit,
+        issued_at=receipt.issued_at,
+    )
+    assert written == receipt_payload(receipt)
+
+
+WRITER = ReceiptWriter(
+    lease_id="lease-1", instance_id="inst-1", bundle_id="ab" * 16, model_sha256=MODEL
+)
+GOOD = {
+    "index": 1,
+    "request_sha256": MODEL,
+    "response_sha256": MODEL,
+    "units": 2,
+    "unit": "tokens",
+    "issued_at": "2026-11-28T12:00:00Z",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"index": -1}, "is not a count"),
+        ({"units": True}, "is not a count"),
+        ({"units": 10**30}, "is not a count"),
+        ({"request_sha256": 'a"' * 32}, "is not a hex SHA-256"),
+        ({"response_sha256": MODEL.upper()}, "is not a hex SHA-256"),
+        ({"unit": "joules"}, "is not a unit"),
+        ({"issued_at": '2026-11-28T12:00:00Z","units":"0'}, "RFC 3339"),
+        ({"issued_at": "2026-02-30T12:00:00Z"}, "not a real"),
+    ],
+)
+def test_the_writer_refuses_what_a_receipt_cannot_hold(
+    change: dict[str, object], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        WRITER.write(**(GOOD | change))  # type: ignore[arg-type]
+
+
+def test_the_writer_checks_the_fixed_fields_once() -> None:
+    assert WRITER.write(**GOOD).startswith(b'{"bundle_id":"abab')  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="lease_id"):
+        ReceiptWriter(
+            lease_id='x","units":"0', instance_id="inst-1", bundle_id="ab" * 16, model_sha256=MODEL
+        )
 
 
 def receipt(index: int, **change: object) -> Receipt:
