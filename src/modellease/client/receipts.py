@@ -29,12 +29,13 @@ from modellease.protocol.receipts import (
     ReceiptProof,
     parse_receipt_payload,
     receipt_from_header,
+    split_stream,
     verify_receipt_proof,
 )
 
 
 class MissingReceiptError(DocumentFormatError):
-    """The answer carries no receipt (a streamed answer never does)."""
+    """The answer carries no receipt (no header; for a stream, no receipt line)."""
 
     reason = "receipt_missing"
 
@@ -134,13 +135,21 @@ def fetch_receipt_proof(
 def check_response(
     node: VerifiedNode, response: httpx.Response, *, http: httpx.Client | None = None
 ) -> CheckedReceipt:
-    """Fetch and check the receipt of an ``httpx`` response (e.g. ``openai``'s raw response)
-    against the exact request it answered and the exact body received."""
-    value = response.headers.get(RECEIPT_HEADER)
+    """Fetch and check the receipt of an ``httpx`` response that has been read (e.g.
+    ``openai``'s raw response, or a streamed answer read whole) against the exact request
+    it answered and the exact bytes received: the whole body for a whole answer, every byte
+    before the receipt's line for a stream."""
+    value: str | bytes | None = response.headers.get(RECEIPT_HEADER)
+    body = response.content
     if value is None:
-        raise MissingReceiptError(f"the answer has no {RECEIPT_HEADER} header")
+        streamed = split_stream(body) if _is_event_stream(response) else None
+        if streamed is None:
+            raise MissingReceiptError(f"the answer has no {RECEIPT_HEADER} header or line")
+        body, value = streamed
     proof = fetch_receipt_proof(node, value, http=http)
-    receipt = check_receipt(
-        node, proof, request=response.request.content, response=response.content
-    )
+    receipt = check_receipt(node, proof, request=response.request.content, response=body)
     return CheckedReceipt(receipt, proof)
+
+
+def _is_event_stream(response: httpx.Response) -> bool:
+    return str(response.headers.get("content-type", "")).startswith("text/event-stream")

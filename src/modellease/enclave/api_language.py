@@ -11,6 +11,7 @@ generation runs in one worker thread from its first token to its last
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator
@@ -35,6 +36,7 @@ from modellease.enclave.openai_wire import (
 from modellease.enclave.pricing import price
 from modellease.enclave.serving_context import ServingContext
 from modellease.errors import InvalidInputError
+from modellease.protocol.receipts import STREAM_RECEIPT_PREFIX
 
 MAX_JSON_BODY = 1024 * 1024
 _END = object()
@@ -105,6 +107,7 @@ class Completion:
         self._settled = threading.Lock()
         self.rid = new_id("chatcmpl" if chat else "cmpl")
         self.charged = 0  # units, once settled
+        self.failed = False  # a stream that ended on an error (no [DONE])
 
     def _run(self) -> Iterator[str]:
         sampling = Sampling(
@@ -137,11 +140,11 @@ class Completion:
         self.ctx.after_request()
 
     async def respond(self, body: bytes) -> Response:
-        """The answer; a whole one carries its receipt (a stream does not: its
-        headers leave before its body exists)."""
+        """The answer, with its receipt: in a header for a whole answer, in the stream's
+        last comment line for a stream (its headers leave before its body exists)."""
         if self.request.stream:
             return StreamingResponse(
-                self._events(),
+                self._receipted(self._events(), request=body),
                 media_type="text/event-stream",
                 background=BackgroundTask(self.settle),  # in case the stream never started
             )
@@ -178,6 +181,25 @@ class Completion:
             )
         return f"data: {json.dumps(body)}\n\n"
 
+    async def _receipted(
+        self, events: AsyncGenerator[str, None], *, request: bytes
+    ) -> AsyncGenerator[str, None]:
+        """``events``, then the receipt of every byte they made, as an SSE comment (which
+        SSE clients ignore), then ``[DONE]`` unless the stream ended on an error."""
+        sent = hashlib.sha256()
+        try:
+            async for event in events:
+                sent.update(event.encode())
+                yield event
+        finally:
+            await events.aclose()  # at once if the client left: it settles the request
+        receipt = self.ctx.receipt(
+            request=request, response_sha256=sent.hexdigest(), units=self.charged
+        )
+        yield f"{STREAM_RECEIPT_PREFIX.decode()}{receipt}\n\n"
+        if not self.failed:
+            yield "data: [DONE]\n\n"
+
     async def _events(self) -> AsyncGenerator[str, None]:
         pieces = in_thread(self._run, self.cancel)
         try:
@@ -192,6 +214,7 @@ class Completion:
             async for piece in pieces:
                 yield self._chunk(piece, None)
         except EngineStoppedError as exc:
+            self.failed = True
             yield f"data: {json.dumps({'error': {'message': str(exc), 'type': exc.reason}})}\n\n"
             return
         finally:
@@ -208,7 +231,6 @@ class Completion:
                 completion=self.generation.tokens,
             )
             yield f"data: {json.dumps(body)}\n\n"
-        yield "data: [DONE]\n\n"
 
 
 async def in_thread(

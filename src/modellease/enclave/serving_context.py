@@ -46,21 +46,28 @@ class ServingContext:
             self._wake()
             raise
 
-    def stamp(self, response: Response, *, request: bytes, units: int) -> Response:
-        """Attach this answer's receipt (:mod:`modellease.protocol.receipts`): hashes of the
-        exact request and response bodies, the model, the units charged, its index. It is
-        signed in the next batch (:mod:`modellease.enclave.receipt_log`), not here."""
+    def receipt(self, *, request: bytes, response_sha256: str, units: int) -> str:
+        """Issue the receipt of one answer (:mod:`modellease.protocol.receipts`): hashes of
+        the exact request body and of the response, the model, the units charged, its
+        index; its ``x-modellease-receipt`` value. It is signed in the next batch
+        (:mod:`modellease.enclave.receipt_log`), not here."""
         manifest = self.node.manifest
         payload = self.runtime.receipts.issue(
             bundle_id=manifest.bundle_id,
             model_sha256=manifest.model.sha256,
             request_sha256=body_sha256(request),
-            response_sha256=body_sha256(bytes(response.body)),
+            response_sha256=response_sha256,
             units=units,
             unit=self.unit,
             now=self.now(),
         )
-        response.headers[RECEIPT_HEADER] = receipt_header(payload)
+        return receipt_header(payload)
+
+    def stamp(self, response: Response, *, request: bytes, units: int) -> Response:
+        """Attach the receipt of a whole answer, in the ``x-modellease-receipt`` header."""
+        response.headers[RECEIPT_HEADER] = self.receipt(
+            request=request, response_sha256=body_sha256(bytes(response.body)), units=units
+        )
         return response
 
     def after_request(self) -> None:

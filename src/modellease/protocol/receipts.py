@@ -59,6 +59,9 @@ from modellease.protocol.signed import (
 RECEIPT_PAYLOAD_TYPE: Final = "application/vnd.modellease.receipt.v1+json"
 RECEIPT_BATCH_PAYLOAD_TYPE: Final = "application/vnd.modellease.receipt-batch.v1+json"
 RECEIPT_HEADER: Final = "x-modellease-receipt"
+# a stream's receipt: its last comment line, ``: x-modellease-receipt <base64>``; SSE clients
+# skip comment lines, and no data line can hold "\n\n:" (JSON escapes newlines)
+STREAM_RECEIPT_PREFIX: Final = b": x-modellease-receipt "
 MAX_RECEIPT_SIZE: Final = 2048  # a receipt is about 450 bytes of JSON
 MAX_PATH_LENGTH: Final = 64  # a tree of 2**64 leaves
 MAX_PROOF_JSON_SIZE: Final = 16 * 1024
@@ -238,6 +241,17 @@ def receipt_from_header(value: str | bytes) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise DocumentFormatError("the receipt is not base64") from None
+
+
+def split_stream(stream: bytes) -> tuple[bytes, bytes] | None:
+    """A stream's body as its receipt covers it (every byte before the receipt's line) and
+    the receipt's base64 value; ``None`` if the stream carries no receipt."""
+    at = stream.find(b"\n\n" + STREAM_RECEIPT_PREFIX)
+    if at < 0:
+        return None
+    covered, rest = stream[: at + 2], stream[at + 2 + len(STREAM_RECEIPT_PREFIX) :]
+    end = rest.find(b"\n")
+    return (covered, rest[:end]) if end >= 0 else None
 
 
 def parse_receipt_payload(payload: bytes) -> Receipt:

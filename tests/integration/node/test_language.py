@@ -4,14 +4,17 @@ from a sealed memory file) to the official ``openai`` client, metered in tokens.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import openai
 import pytest
 
+from modellease.client import ReceiptSubject, check_receipt, fetch_receipt_proof
 from modellease.custodian import ledger
 from modellease.enclave.boot import BootedNode
 from modellease.enclave.engines.llama import LlamaEngine
+from modellease.protocol.receipts import ReceiptMismatchError, split_stream
 from modellease.testing.smollm import MODEL_NAME, smollm2_path
 from tests.integration.custodian_server import Custodian
 from tests.integration.node_harness import (
@@ -124,6 +127,31 @@ def test_streaming_gives_the_same_text_and_the_usage(custodian: Custodian, seale
     assert whole.usage is not None
     assert final.usage.total_tokens == whole.usage.total_tokens
     assert booted.runtime.meter.usage().used == 2 * whole.usage.total_tokens
+
+
+def test_a_stream_ends_with_the_receipt_of_every_byte_before_it(
+    custodian: Custodian, sealed: Sealed
+) -> None:
+    booted = booted_node(custodian, sealed)
+    subject = ReceiptSubject(
+        booted.signing_public_key,
+        booted.runtime.lease_id,
+        booted.runtime.instance_id,
+        booted.manifest.model.sha256,
+    )
+    request = {"model": MODEL_NAME, "messages": HAIKU, "max_tokens": 12, "stream": True}
+    with running_node(custodian, booted, renew=False) as node, httpx.Client() as http:
+        answer = http.post(f"{node.url}/v1/chat/completions", json=request)
+        streamed = split_stream(answer.content)
+        assert streamed is not None
+        covered, value = streamed
+        proof = fetch_receipt_proof(SimpleNamespace(url=node.url), value, http=http)  # type: ignore[arg-type]
+    assert answer.content.endswith(b"\n\ndata: [DONE]\n\n")
+    receipt = check_receipt(subject, proof, request=answer.request.content, response=covered)
+    assert receipt.units == booted.runtime.meter.usage().used > 0
+    first_event = covered.index(b"\n\n") + 2
+    with pytest.raises(ReceiptMismatchError, match="another response body"):
+        check_receipt(subject, proof, response=covered[first_event:])
 
 
 def test_plain_completions_whole_and_streamed(custodian: Custodian, sealed: Sealed) -> None:

@@ -42,13 +42,13 @@ SUBJECT = ReceiptSubject(InstanceSigningKey(KEY.public_bytes()), "lease-1", "ins
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
-def node_log() -> tuple[ReceiptLog, bytes]:
+def node_log(response: bytes = RESPONSE) -> tuple[ReceiptLog, bytes]:
     receipts = ReceiptLog(lease_id="lease-1", instance_id="inst-1", signer=KEY)
     payload = receipts.issue(
         bundle_id="ab" * 16,
         model_sha256=MODEL,
         request_sha256=hashlib.sha256(REQUEST).hexdigest(),
-        response_sha256=hashlib.sha256(RESPONSE).hexdigest(),
+        response_sha256=hashlib.sha256(response).hexdigest(),
         units=3,
         unit="tokens",
         now=T0,
@@ -122,6 +122,27 @@ def test_the_proof_is_fetched_from_the_node() -> None:
             request=httpx.Request("POST", node.url, content=REQUEST),
         )
         assert check_response(node, answer, http=http).receipt.units == 3
+
+
+def test_a_streamed_answer_is_checked_by_its_receipt_line() -> None:
+    events = b'data: {"answer":"secret"}\n\n'
+    receipts, payload = node_log(events)
+    batch, path = receipts.proof(0, T0)
+    body = {"batch": batch.model_dump(mode="json"), "path": [p.hex() for p in path]}
+    line = b": x-modellease-receipt " + receipt_header(payload).encode() + b"\n\n"
+    event_stream = {"content-type": "text/event-stream"}
+
+    def streamed(content: bytes, headers: dict[str, str]) -> httpx.Response:
+        request = httpx.Request("POST", "https://n", content=REQUEST)
+        return httpx.Response(200, content=content, headers=headers, request=request)
+
+    with node_answering(JSONResponse(body)) as node, httpx.Client() as http:
+        whole = streamed(events + line + b"data: [DONE]\n\n", event_stream)
+        assert check_response(node, whole, http=http).receipt.index == 0
+        with pytest.raises(MissingReceiptError, match="no x-modellease-receipt header or line"):
+            check_response(node, streamed(events, event_stream), http=http)
+        with pytest.raises(MissingReceiptError):  # a receipt line counts in a stream only
+            check_response(node, streamed(events + line, {}), http=http)
 
 
 @pytest.mark.parametrize(

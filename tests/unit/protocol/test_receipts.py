@@ -35,6 +35,7 @@ from modellease.protocol.receipts import (
     receipt_from_header,
     receipt_header,
     receipt_leaf_hash,
+    split_stream,
     verify_receipt_proof,
 )
 
@@ -283,3 +284,11 @@ def test_oversized_receipts_are_refused_before_parsing() -> None:
     proof = batch_proofs([receipt_payload(receipt(0))])[0]
     with pytest.raises(DocumentFormatError, match="a receipt is at most 2048 bytes"):
         check(proof.model_copy(update={"receipt": b" " * 3000}))
+
+
+def test_a_streams_receipt_line_is_found_and_what_it_covers() -> None:
+    events = b'data: {"a":"x\\n\\n: x-modellease-receipt forged"}\n\ndata: {"b":1}\n\n'
+    stream = events + b": x-modellease-receipt QUJD\n\ndata: [DONE]\n\n"
+    assert split_stream(stream) == (events, b"QUJD")
+    assert split_stream(events) is None  # no receipt line (escaped newlines are not lines)
+    assert split_stream(events + b": x-modellease-receipt QUJD") is None  # cut short
