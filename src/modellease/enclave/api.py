@@ -16,10 +16,11 @@ Rules:
   (fresh and bound to the caller's ``nonce`` if one is given, else the enrolment's), the
   signed bundle manifest, lease, instance and status; ``/healthz`` is 200 only while the
   node serves; ``/metrics`` is Prometheus text, counts only;
-* every whole answer carries its receipt; ``GET /v1/receipts/{index}`` gives the signed
-  batch that covers receipt ``index`` and its inclusion path (404 ``receipt_not_found``
-  if it was never issued or is no longer kept). Receipts are signed in a batch every
-  :data:`RECEIPT_BATCH_SECONDS`, on shutdown, and at once when a proof is asked for;
+* every answer carries its receipt (a header; a stream's last comment line);
+  ``GET /v1/receipts/{index}`` gives the signed batch that covers receipt ``index`` and
+  its inclusion path (404 ``receipt_not_found`` if it was never issued or is no longer
+  kept). Receipts are signed in a batch every :data:`RECEIPT_BATCH_SECONDS`, on
+  shutdown, and at once when a proof is asked for;
 * the renewer (if given) and the receipt signer start and stop with the app (ASGI lifespan).
 """
 
@@ -54,6 +55,7 @@ from modellease.errors import InvalidInputError, LimitExceededError, ModelleaseE
 from modellease.keys import Nonce
 
 _NONCE_HEX = re.compile(r"[0-9a-f]{64}")
+_INDEX = re.compile(r"0|[1-9][0-9]{0,18}")
 RECEIPT_BATCH_SECONDS = 0.05
 
 
@@ -129,8 +131,10 @@ def create_node_app(
         add_language_routes(app, ctx, node.engine)
 
     @app.get("/v1/receipts/{index}")
-    async def receipt_proof(index: int) -> JSONResponse:
-        batch, path = receipts.proof(index, ctx.now())
+    async def receipt_proof(index: str) -> JSONResponse:
+        if _INDEX.fullmatch(index) is None:
+            raise InvalidInputError("a receipt's index is a decimal number")
+        batch, path = receipts.proof(int(index), ctx.now())
         return JSONResponse(
             {"batch": json.loads(batch.to_json()), "path": [node.hex() for node in path]}
         )

@@ -163,10 +163,12 @@ def test_receipts_are_numbered_proved_by_the_node_and_signed_on_shutdown(
             answers = [http.post("/v1/infer", json=ROW) for _ in range(3)]
             proofs = [check_response(verified, answer, http=http) for answer in answers]
             missing = http.get("/v1/receipts/3")
+            garbled = http.get("/v1/receipts/-1")
             unanswered = http.post("/v1/infer", json=ROW)  # its proof is never asked for
         assert [proof.receipt.index for proof in proofs] == [0, 1, 2]
         assert missing.status_code == 404
         assert missing.json()["reason"] == "receipt_not_found"
+        assert (garbled.status_code, garbled.json()["reason"]) == (400, "invalid_input")
         receipts = running.booted.runtime.receipts
     # receipt 3, never asked for, was signed when the node stopped
     assert receipts.issued == 4
