@@ -131,8 +131,12 @@ def test_receipt_verify_checks_a_receipt_offline(
         ],
     )
     assert result.exit_code == 0, result.stderr
-    checked = json.loads(result.stdout)["receipt"]
+    document = json.loads(result.stdout)
+    checked = document["receipt"]
     assert (checked["units"], checked["lease_id"]) == ("1", "lease-node")
+    assert document["insecure"] is True  # the node's evidence is simulated
+    assert (document["request_checked"], document["response_checked"]) == (True, True)
+    assert "WARNING: simulated TEE: this node's receipts prove NOTHING" in result.stderr
     result = CliRunner().invoke(app, ["receipt", "verify", str(tmp_path / "receipt"), *files])
     assert result.exit_code == 0
     assert "receipt valid" in result.stdout

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from modellease.cli._common import out, reporting
+from modellease.cli._common import err, out, reporting
 from modellease.client.receipts import ReceiptSubject, check_receipt
 from modellease.protocol.receipts import ReceiptProof
 
@@ -47,8 +47,17 @@ def verify(
             response=response.read_bytes() if response else None,
         )
         fields = checked.model_dump(mode="json")
+        if subject.insecure:
+            err.print("WARNING: simulated TEE: this node's receipts prove NOTHING")
         if as_json:
-            typer.echo(json.dumps({"valid": True, "receipt": fields}, indent=2))
+            document = {
+                "valid": True,
+                "insecure": subject.insecure,
+                "request_checked": request is not None,
+                "response_checked": response is not None,
+                "receipt": fields,
+            }
+            typer.echo(json.dumps(document, indent=2))
             return
         table = Table(title="receipt valid", show_header=False)
         table.add_column("field", no_wrap=True)

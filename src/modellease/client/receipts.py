@@ -11,6 +11,7 @@ answers beyond their hashes, and nothing at all for a node whose evidence was ``
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,16 +43,27 @@ class MissingReceiptError(DocumentFormatError):
 
 @dataclass(frozen=True, slots=True)
 class ReceiptSubject:
-    """What a receipt must be about: a node's receipt key, lease, instance and model."""
+    """What a receipt must be about: a node's receipt key, lease, instance, model and bundle;
+    and whether that node's evidence was ``insecure`` (simulated: its receipts prove
+    nothing, whoever checks them)."""
 
     signing_public_key: InstanceSigningKey
     lease_id: str
     instance_id: str
     model_sha256: str
+    bundle_id: str
+    insecure: bool
 
     @classmethod
     def of(cls, node: VerifiedNode) -> ReceiptSubject:
-        return cls(node.signing_public_key, node.lease_id, node.instance_id, node.model_sha256)
+        return cls(
+            node.signing_public_key,
+            node.lease_id,
+            node.instance_id,
+            node.model_sha256,
+            node.bundle_id,
+            node.insecure,
+        )
 
     @classmethod
     def from_summary(cls, summary: dict[str, Any]) -> ReceiptSubject:
@@ -63,6 +75,8 @@ class ReceiptSubject:
                 str(node["lease_id"]),
                 str(node["instance_id"]),
                 str(node["model"]["sha256"]),
+                str(node["model"]["bundle_id"]),
+                node["insecure"] is not False,  # anything but an explicit false: insecure
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a verified node description: {exc!r}") from None
@@ -93,6 +107,7 @@ def check_receipt(
         lease_id=who.lease_id,
         instance_id=who.instance_id,
         model_sha256=who.model_sha256,
+        bundle_id=who.bundle_id,
         request=request,
         response=response,
     )
@@ -106,23 +121,24 @@ def fetch_receipt_proof(
     a client for the node (by default a new :func:`~.pinned.pinned_client`)."""
     payload = receipt_from_header(header)
     index = parse_receipt_payload(payload).index
+    url = f"{node.url}/v1/receipts/{index}"
     try:
         if http is None:
             with pinned_client(node) as own:
-                answer = own.get(f"{node.url}/v1/receipts/{index}")
+                status, content = _get_at_most(own, url, MAX_PROOF_JSON_SIZE)
         else:
-            answer = http.get(f"{node.url}/v1/receipts/{index}")
+            status, content = _get_at_most(http, url, MAX_PROOF_JSON_SIZE)
     except httpx.HTTPError as exc:
         raise TransportError(f"cannot fetch the proof of receipt {index}: {exc}") from None
-    if answer.status_code != 200:
-        raise TransportError(
-            f"the node answered {answer.status_code} for the proof of receipt {index}:"
-            f" {answer.text[:200]}"
-        )
-    if len(answer.content) > MAX_PROOF_JSON_SIZE:
+    if content is None:
         raise DocumentFormatError(f"the proof of receipt {index} is too large")
+    if status != httpx.codes.OK:
+        raise TransportError(
+            f"the node answered {status} for the proof of receipt {index}:"
+            f" {content[:200].decode(errors='replace')}"
+        )
     try:
-        body = answer.json()
+        body = json.loads(content)
         return ReceiptProof(
             receipt=payload,
             batch=SignedDocument.model_validate(body["batch"]),
@@ -130,6 +146,18 @@ def fetch_receipt_proof(
         )
     except (ValueError, TypeError, KeyError, ValidationError) as exc:
         raise DocumentFormatError(f"not a receipt proof: {exc!r}"[:300]) from None
+
+
+def _get_at_most(http: httpx.Client, url: str, limit: int) -> tuple[int, bytes | None]:
+    """The status and body of ``GET url``; the body ``None`` if over ``limit`` bytes (the
+    rest is not read)."""
+    with http.stream("GET", url) as answer:
+        content = b""
+        for chunk in answer.iter_bytes():
+            content += chunk
+            if len(content) > limit:
+                return answer.status_code, None
+        return answer.status_code, content
 
 
 def check_response(

@@ -30,6 +30,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -54,6 +55,7 @@ from modellease.enclave.serving_context import Clock, ServingContext
 from modellease.errors import InvalidInputError, LimitExceededError, ModelleaseError
 from modellease.keys import Nonce
 
+log = logging.getLogger("modellease.node")
 _NONCE_HEX = re.compile(r"[0-9a-f]{64}")
 _INDEX = re.compile(r"0|[1-9][0-9]{0,18}")
 RECEIPT_BATCH_SECONDS = 0.05
@@ -92,7 +94,10 @@ def create_node_app(
     async def sign_receipts() -> None:
         while True:
             await asyncio.sleep(RECEIPT_BATCH_SECONDS)
-            receipts.seal(ctx.now())
+            try:
+                receipts.seal(ctx.now())
+            except Exception:  # the receipts stay pending: the next period (or a proof) signs
+                log.exception("receipt batch not signed")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

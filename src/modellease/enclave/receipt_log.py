@@ -67,6 +67,8 @@ class ReceiptLog:
         signer: SigningKey,
         retain: int = RETAINED_RECEIPTS,
     ) -> None:
+        if retain < 1:
+            raise ValueError("a receipt log keeps the proof of at least its last receipt")
         self.lease_id = lease_id
         self.instance_id = instance_id
         self._signer = signer

@@ -18,7 +18,7 @@ Rules:
 * a :class:`ReceiptProof` is the receipt, its signed batch and its inclusion path: it
   stands alone, and :func:`verify_receipt_proof` checks it offline, in order, each with its
   own error: the batch's signature under the node's key; the receipt's form; the subject
-  (lease, instance, model) against what the consumer verified; the receipt's place in the
+  (lease, instance, model, bundle) against what the consumer verified; the receipt's place in the
   batch (:class:`ReceiptNotInBatchError`); then the two hashes against the bodies the
   consumer sent and received (:class:`ReceiptMismatchError`).
 """
@@ -62,6 +62,7 @@ RECEIPT_HEADER: Final = "x-modellease-receipt"
 # a stream's receipt: its last comment line, ``: x-modellease-receipt <base64>``; SSE clients
 # skip comment lines, and no data line can hold "\n\n:" (JSON escapes newlines)
 STREAM_RECEIPT_PREFIX: Final = b": x-modellease-receipt "
+_AFTER_RECEIPT: Final = (b"", b"data: [DONE]\n\n")  # [DONE], unless the stream failed
 MAX_RECEIPT_SIZE: Final = 2048  # a receipt is about 450 bytes of JSON
 MAX_PATH_LENGTH: Final = 64  # a tree of 2**64 leaves
 MAX_PROOF_JSON_SIZE: Final = 16 * 1024
@@ -211,10 +212,12 @@ class ReceiptWriter:
             if type(count) is not int or not 0 <= count <= MAX_COUNT:
                 raise ValueError(f"{count!r} is not a count")
         for digest in (request_sha256, response_sha256):
-            if _SHA256_HEX.fullmatch(digest) is None:
+            if type(digest) is not str or _SHA256_HEX.fullmatch(digest) is None:
                 raise ValueError(f"{digest!r} is not a hex SHA-256")
         if unit not in _UNITS:
             raise ValueError(f"{unit!r} is not a unit")
+        if type(issued_at) is not str:
+            raise ValueError(f"{issued_at!r} is not a timestamp")
         check_timestamp(issued_at)
         return (
             f"{self._head}{index}{self._middle}{issued_at}{self._tail},"
@@ -238,20 +241,27 @@ def receipt_from_header(value: str | bytes) -> bytes:
     if len(value) > 4 * MAX_RECEIPT_SIZE // 3 + 4:
         raise DocumentFormatError(f"a receipt is at most {MAX_RECEIPT_SIZE} bytes")
     try:
-        return base64.b64decode(value, validate=True)
+        raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise DocumentFormatError("the receipt is not base64") from None
+    text = value.encode() if isinstance(value, str) else value
+    if base64.b64encode(raw) != text:
+        raise DocumentFormatError("the receipt is not canonical base64")
+    return raw
 
 
 def split_stream(stream: bytes) -> tuple[bytes, bytes] | None:
     """A stream's body as its receipt covers it (every byte before the receipt's line) and
-    the receipt's base64 value; ``None`` if the stream carries no receipt."""
+    the receipt's base64 value; ``None`` if the stream carries no receipt, or anything but
+    ``data: [DONE]`` after it (the receipt covers the answer: nothing may follow it)."""
     at = stream.find(b"\n\n" + STREAM_RECEIPT_PREFIX)
     if at < 0:
         return None
     covered, rest = stream[: at + 2], stream[at + 2 + len(STREAM_RECEIPT_PREFIX) :]
-    end = rest.find(b"\n")
-    return (covered, rest[:end]) if end >= 0 else None
+    value, ended, after = rest.partition(b"\n\n")
+    if not ended or after not in _AFTER_RECEIPT or b"\n" in value:
+        return None
+    return covered, value
 
 
 def parse_receipt_payload(payload: bytes) -> Receipt:
@@ -280,12 +290,13 @@ def verify_receipt_proof(
     lease_id: str,
     instance_id: str,
     model_sha256: str,
+    bundle_id: str,
     request: bytes | None = None,
     response: bytes | None = None,
 ) -> Receipt:
     """The receipt, only if a batch signed by ``instance_key`` covers it, it is about this
-    lease, instance and model, and (when given) about exactly these request and response
-    bodies (see the module rules for the order of the checks)."""
+    lease, instance, model and bundle, and (when given) about exactly these request and
+    response bodies (see the module rules for the order of the checks)."""
     batch = open_document(
         proof.batch,
         model=ReceiptBatch,
@@ -295,7 +306,7 @@ def verify_receipt_proof(
     receipt = parse_receipt_payload(proof.receipt)
     instance = {"lease_id": lease_id, "instance_id": instance_id}
     _check_subject(batch, instance)
-    _check_subject(receipt, {**instance, "model_sha256": model_sha256})
+    _check_subject(receipt, {**instance, "model_sha256": model_sha256, "bundle_id": bundle_id})
     root = root_from_inclusion_path(
         receipt_leaf_hash(proof.receipt),
         receipt.index - batch.first,

@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -38,7 +39,7 @@ from modellease.enclave.boot import BootedNode
 from modellease.enclave.tls import NodeCertificate
 from modellease.errors import NonceMismatchError, SimulatedEvidenceError
 from modellease.keys import CustodianPublicKey, InstanceSigningKey, Nonce
-from modellease.protocol import UnknownSignerError
+from modellease.protocol import UnknownSignerError, WrongSubjectError
 from modellease.protocol.receipts import (
     RECEIPT_HEADER,
     ReceiptMismatchError,
@@ -59,6 +60,7 @@ from tests.integration.node_harness import (
     node_config,
     running_node,
     seal,
+    wait_until,
 )
 from tests.integration.tls_proxy import tls_proxy
 
@@ -143,12 +145,12 @@ def test_a_receipt_does_not_fit_another_answer_or_another_node(
     assert cheaper != proof.receipt
     with pytest.raises(ReceiptNotInBatchError):
         check_receipt(verified, proof.model_copy(update={"receipt": cheaper}))
-    stranger = ReceiptSubject(
-        InstanceSigningKey(SigningKey.generate().public_bytes()),
-        verified.lease_id,
-        verified.instance_id,
-        verified.model_sha256,
+    stranger = dataclasses.replace(
+        ReceiptSubject.of(verified),
+        signing_public_key=InstanceSigningKey(SigningKey.generate().public_bytes()),
     )
+    with pytest.raises(WrongSubjectError, match="bundle_id"):
+        check_receipt(dataclasses.replace(ReceiptSubject.of(verified), bundle_id="ab" * 16), proof)
     with pytest.raises(UnknownSignerError):
         check_receipt(stranger, proof)
 
@@ -180,6 +182,31 @@ def test_receipts_are_numbered_proved_by_the_node_and_signed_on_shutdown(
         path=[node.hex() for node in path],
     )
     assert check_receipt(verified, proof, response=unanswered.content).index == 3
+
+
+def test_a_batch_that_fails_to_sign_is_signed_at_a_later_period(
+    custodian: Custodian,
+    sealed: Sealed,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(api, "RECEIPT_BATCH_SECONDS", 0.01)
+    with attested_node(custodian, sealed) as (running, _):
+        receipts = running.booted.runtime.receipts
+        sign_batch, tries = receipts.seal, []
+
+        def failing_once(now: datetime) -> object:
+            tries.append(now)
+            if len(tries) == 1:
+                raise RuntimeError("the signer failed")
+            return sign_batch(now)
+
+        monkeypatch.setattr(receipts, "seal", failing_once)
+        with httpx.Client(verify=False) as http:
+            http.post(f"{running.url}/v1/infer", json=ROW).raise_for_status()
+        wait_until(lambda: len(tries) >= 3)  # the period goes on after the failure
+        assert sign_batch(custodian.clock()) is None  # and the answer's receipt was signed
+    assert "receipt batch not signed" in caplog.text
 
 
 def test_the_openai_client_verifies_then_chats_over_the_pinned_connection(

@@ -138,6 +138,8 @@ def test_a_stream_ends_with_the_receipt_of_every_byte_before_it(
         booted.runtime.lease_id,
         booted.runtime.instance_id,
         booted.manifest.model.sha256,
+        booted.manifest.bundle_id,
+        insecure=True,
     )
     request = {"model": MODEL_NAME, "messages": HAIKU, "max_tokens": 12, "stream": True}
     with running_node(custodian, booted, renew=False) as node, httpx.Client() as http:

@@ -3,6 +3,7 @@ or an answer about it can be wrong has its own typed error."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,7 +39,9 @@ from modellease.testing.server import serving
 KEY = SigningKey.from_seed(b"\x05" * 32)
 MODEL = hashlib.sha256(b"model").hexdigest()
 REQUEST, RESPONSE = b'{"prompt":"secret"}', b'{"answer":"secret"}'
-SUBJECT = ReceiptSubject(InstanceSigningKey(KEY.public_bytes()), "lease-1", "inst-1", MODEL)
+SUBJECT = ReceiptSubject(
+    InstanceSigningKey(KEY.public_bytes()), "lease-1", "inst-1", MODEL, "ab" * 16, insecure=False
+)
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
@@ -70,11 +73,9 @@ def test_a_genuine_receipt_passes_and_its_proof_says_no_text() -> None:
 
 def test_a_proof_for_another_node_or_answer_is_refused() -> None:
     proof = proof_of(*node_log())
-    stranger = ReceiptSubject(
-        InstanceSigningKey(SigningKey.from_seed(b"\x06" * 32).public_bytes()),
-        "lease-1",
-        "inst-1",
-        MODEL,
+    stranger = dataclasses.replace(
+        SUBJECT,
+        signing_public_key=InstanceSigningKey(SigningKey.from_seed(b"\x06" * 32).public_bytes()),
     )
     with pytest.raises(UnknownSignerError):
         check_receipt(stranger, proof)
@@ -105,6 +106,8 @@ def node_answering(answer: Response) -> Iterator[Any]:
             lease_id="lease-1",
             instance_id="inst-1",
             model_sha256=MODEL,
+            bundle_id="ab" * 16,
+            insecure=False,
         )
 
 
@@ -183,8 +186,11 @@ def test_a_node_description_is_read_or_refused() -> None:
         "signing_public_key": KEY.public_bytes().hex(),
         "lease_id": "lease-1",
         "instance_id": "inst-1",
-        "model": {"sha256": MODEL},
+        "model": {"sha256": MODEL, "bundle_id": "ab" * 16},
+        "insecure": False,
     }
     assert ReceiptSubject.from_summary({"verified": True, "node": summary}) == SUBJECT
+    simulated = ReceiptSubject.from_summary(summary | {"insecure": True})
+    assert simulated == dataclasses.replace(SUBJECT, insecure=True)
     with pytest.raises(ValueError, match="not a verified node description"):
         ReceiptSubject.from_summary({"lease_id": "lease-1"})

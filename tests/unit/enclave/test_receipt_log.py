@@ -51,6 +51,7 @@ def prove(receipts: ReceiptLog, payload: bytes, index: int) -> Receipt:
         lease_id="lease-1",
         instance_id="inst-1",
         model_sha256=MODEL,
+        bundle_id="ab" * 16,
     )
 
 
@@ -108,6 +109,11 @@ def test_receipts_never_issued_or_no_longer_kept_have_no_proof() -> None:
     with pytest.raises(ReceiptNotKeptError, match="receipt 1 is no longer kept"):
         receipts.proof(1, T0)  # the oldest batch went: 4 later receipts are kept
     assert [prove(receipts, payloads[i], i).index for i in range(2, 6)] == [2, 3, 4, 5]
+
+
+def test_a_log_keeps_at_least_one_proof() -> None:
+    with pytest.raises(ValueError, match="at least its last receipt"):
+        log(retain=0)
 
 
 def test_concurrent_answers_get_distinct_receipts_all_proved() -> None:

@@ -109,6 +109,8 @@ GOOD = {
         ({"request_sha256": 'a"' * 32}, "is not a hex SHA-256"),
         ({"response_sha256": MODEL.upper()}, "is not a hex SHA-256"),
         ({"unit": "joules"}, "is not a unit"),
+        ({"request_sha256": 5}, "is not a hex SHA-256"),
+        ({"issued_at": 5}, "is not a timestamp"),
         ({"issued_at": '2026-11-28T12:00:00Z","units":"0'}, "RFC 3339"),
         ({"issued_at": "2026-02-30T12:00:00Z"}, "not a real"),
     ],
@@ -175,6 +177,7 @@ def check(proof: ReceiptProof, **bodies: bytes) -> Receipt:
         lease_id="lease-1",
         instance_id="inst-1",
         model_sha256=MODEL,
+        bundle_id="ab" * 16,
         **bodies,
     )
 
@@ -281,6 +284,9 @@ def test_a_batch_covers_at_least_one_receipt() -> None:
 def test_oversized_receipts_are_refused_before_parsing() -> None:
     with pytest.raises(DocumentFormatError, match="a receipt is at most 2048 bytes"):
         receipt_from_header("A" * 4000)
+    assert receipt_from_header("AAA=") == b"\x00\x00"
+    with pytest.raises(DocumentFormatError, match="not canonical base64"):
+        receipt_from_header("AAB=")  # the same bytes, with pad bits set
     proof = batch_proofs([receipt_payload(receipt(0))])[0]
     with pytest.raises(DocumentFormatError, match="a receipt is at most 2048 bytes"):
         check(proof.model_copy(update={"receipt": b" " * 3000}))
@@ -292,3 +298,5 @@ def test_a_streams_receipt_line_is_found_and_what_it_covers() -> None:
     assert split_stream(stream) == (events, b"QUJD")
     assert split_stream(events) is None  # no receipt line (escaped newlines are not lines)
     assert split_stream(events + b": x-modellease-receipt QUJD") is None  # cut short
+    assert split_stream(stream + b'data: {"c":2}\n\n') is None  # nothing may follow it
+    assert split_stream(events + b": x-modellease-receipt QUJD\n\n") == (events, b"QUJD")
