@@ -56,6 +56,10 @@ class _Batch:
         return len(self.levels[0])
 
 
+def _first(batch: _Batch) -> int:
+    return batch.first
+
+
 class ReceiptLog:
     """One instance's receipts and their signed batches (see the module docstring)."""
 
@@ -77,7 +81,6 @@ class ReceiptLog:
         self._next = 0
         self._pending: list[bytes] = []  # leaf hashes of receipts not yet in a batch
         self._batches: list[_Batch] = []  # oldest first
-        self._firsts: list[int] = []  # each batch's first index, for bisect
         self._kept = 0  # receipts in self._batches
         self._second: tuple[int, str] = (-1, "")  # the last second stamped, and its text
         self._writer: tuple[tuple[str, str], ReceiptWriter] | None = None  # by bundle, model
@@ -130,7 +133,7 @@ class ReceiptLog:
                     f"receipt {index} is no longer kept: this node keeps the proofs of its"
                     f" last {self._retain} receipts"
                 )
-            batch = self._batches[bisect.bisect_right(self._firsts, index) - 1]
+            batch = self._batches[bisect.bisect_right(self._batches, index, key=_first) - 1]
             return batch.signed, inclusion_path(batch.levels, index - batch.first)
 
     def _writer_for(self, bundle_id: str, model_sha256: str) -> ReceiptWriter:
@@ -170,10 +173,8 @@ class ReceiptLog:
             signer=self._signer,
         )
         self._batches.append(_Batch(first, levels, signed))
-        self._firsts.append(first)
         self._kept += len(self._pending)
         self._pending = []
         while self._kept - self._batches[0].size >= self._retain:
             self._kept -= self._batches.pop(0).size
-            self._firsts.pop(0)
         return signed

@@ -406,7 +406,8 @@ def sign_message(message: SignedMessage, *, signer: SigningKey) -> SignedDocumen
     return sign_document(message, payload_type=message.PAYLOAD_TYPE, signer=signer)
 
 
-def _expect_subject(kind: str, field: str, found: str | None, expected: str) -> None:
+def expect_subject(kind: str, field: str, found: str | None, expected: str) -> None:
+    """Raise :class:`WrongSubjectError` unless a message of ``kind`` names ``expected``."""
     if found != expected:
         raise WrongSubjectError(f"the {kind} is for {field} {found!r}, expected {expected!r}")
 
@@ -422,8 +423,8 @@ def verify_grant(
     grant = open_document(
         signed, model=Grant, payload_type=GRANT_PAYLOAD_TYPE, trusted_keys=custodian_keys
     )
-    _expect_subject("grant", "lease", grant.lease_id, lease_id)
-    _expect_subject("grant", "instance", grant.instance_id, instance_id)
+    expect_subject("grant", "lease", grant.lease_id, lease_id)
+    expect_subject("grant", "instance", grant.instance_id, instance_id)
     return grant
 
 
@@ -445,8 +446,8 @@ def verify_report(
         payload_type=USAGE_REPORT_PAYLOAD_TYPE,
         trusted_keys=(instance_key,),
     )
-    _expect_subject("usage report", "lease", report.lease_id, lease_id)
-    _expect_subject("usage report", "instance", report.instance_id, instance_id)
+    expect_subject("usage report", "lease", report.lease_id, lease_id)
+    expect_subject("usage report", "instance", report.instance_id, instance_id)
     return report
 
 
@@ -481,7 +482,7 @@ def verify_order(
     )
     if issuer == "overseer" and order.kind != "kill":
         raise OrderNotAllowedError(f"an overseer may only kill; this order would {order.kind}")
-    _expect_subject("order", "lease", order.lease_id, lease_id)
+    expect_subject("order", "lease", order.lease_id, lease_id)
     return VerifiedOrder(order=order, issuer=issuer, key_id=signed.key_id)
 
 
@@ -499,8 +500,8 @@ def verify_extension_request(
         payload_type=EXTENSION_REQUEST_PAYLOAD_TYPE,
         trusted_keys=(instance_key,),
     )
-    _expect_subject("extension request", "lease", request.lease_id, lease_id)
-    _expect_subject("extension request", "instance", request.instance_id, instance_id)
+    expect_subject("extension request", "lease", request.lease_id, lease_id)
+    expect_subject("extension request", "instance", request.instance_id, instance_id)
     return request
 
 

@@ -30,7 +30,7 @@ import binascii
 import hashlib
 import json
 import re
-from typing import ClassVar, Final, Self, get_args
+from typing import Final, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -47,8 +47,8 @@ from modellease.protocol.messages import (
     Sha256Hex,
     Timestamp,
     Unit,
-    WrongSubjectError,
     check_timestamp,
+    expect_subject,
 )
 from modellease.protocol.signed import (
     DocumentFormatError,
@@ -68,6 +68,9 @@ MAX_PATH_LENGTH: Final = 64  # a tree of 2**64 leaves
 MAX_PROOF_JSON_SIZE: Final = 16 * 1024
 
 
+_STRICT: Final = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
 class ReceiptMismatchError(InvalidInputError):
     """A genuine receipt, but for another request or response than the one checked."""
 
@@ -83,8 +86,7 @@ class ReceiptNotInBatchError(InvalidInputError):
 class Receipt(BaseModel):
     """Node → consumer: what was answered, by what, at what cost (see the module rules)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-    PAYLOAD_TYPE: ClassVar[str] = RECEIPT_PAYLOAD_TYPE
+    model_config = _STRICT
 
     lease_id: Identifier
     instance_id: Identifier
@@ -102,8 +104,7 @@ class ReceiptBatch(BaseModel):
     """Signed by the instance key: receipts ``first`` to ``first + size - 1`` are the leaves
     of the Merkle tree with this ``root``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-    PAYLOAD_TYPE: ClassVar[str] = RECEIPT_BATCH_PAYLOAD_TYPE
+    model_config = _STRICT
 
     lease_id: Identifier
     instance_id: Identifier
@@ -124,7 +125,7 @@ class ReceiptProof(BaseModel):
     proof, checked offline by :func:`verify_receipt_proof`. Wire form: the canonical JSON
     object ``{"batch", "path", "receipt" (base64)}``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = _STRICT
 
     receipt: bytes
     batch: SignedDocument
@@ -274,15 +275,6 @@ def parse_receipt_payload(payload: bytes) -> Receipt:
         raise DocumentFormatError(f"not a receipt: {exc!r}"[:300]) from None
 
 
-def _check_subject(document: BaseModel, expected: dict[str, str]) -> None:
-    for field, value in expected.items():
-        if getattr(document, field) != value:
-            raise WrongSubjectError(
-                f"the {type(document).__name__} is for {field} {getattr(document, field)!r},"
-                f" expected {value!r}"
-            )
-
-
 def verify_receipt_proof(
     proof: ReceiptProof,
     *,
@@ -305,8 +297,10 @@ def verify_receipt_proof(
     )
     receipt = parse_receipt_payload(proof.receipt)
     instance = {"lease_id": lease_id, "instance_id": instance_id}
-    _check_subject(batch, instance)
-    _check_subject(receipt, {**instance, "model_sha256": model_sha256, "bundle_id": bundle_id})
+    for field, value in instance.items():
+        expect_subject("receipt batch", field, getattr(batch, field), value)
+    for field, value in (instance | {"model_sha256": model_sha256, "bundle_id": bundle_id}).items():
+        expect_subject("receipt", field, getattr(receipt, field), value)
     root = root_from_inclusion_path(
         receipt_leaf_hash(proof.receipt),
         receipt.index - batch.first,

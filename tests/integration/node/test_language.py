@@ -248,3 +248,33 @@ def test_a_kill_stops_a_running_stream_and_only_what_ran_is_charged(
     usage = booted.runtime.meter.usage()
     assert usage.reserved == 0
     assert 0 < usage.completion_tokens < 500
+
+
+def test_a_stream_stopped_by_a_kill_ends_with_the_receipt_of_what_ran(
+    custodian: Custodian, sealed: Sealed
+) -> None:
+    booted = booted_node(custodian, sealed)
+    request = {"model": MODEL_NAME, "prompt": "Once upon a time", "max_tokens": 500, "stream": True}
+    with running_node(custodian, booted) as node, httpx.Client(timeout=60) as http:
+        wait_until(node.renewer.stream_connected.is_set)
+        with http.stream("POST", f"{node.url}/v1/completions", json=request) as answer:
+            parts = answer.iter_bytes()
+            received = next(parts)
+            assert admin_order(custodian, "lease-node", "kill", "stop now").status_code == 201
+            received += b"".join(parts)
+        streamed = split_stream(received)
+        assert streamed is not None
+        covered, value = streamed
+        proof = fetch_receipt_proof(SimpleNamespace(url=node.url), value, http=http)  # type: ignore[arg-type]
+    assert b'"type": "engine_stopped"' in covered
+    assert not received.endswith(b"data: [DONE]\n\n")  # a stream that failed has no [DONE]
+    subject = ReceiptSubject(
+        booted.signing_public_key,
+        booted.runtime.lease_id,
+        booted.runtime.instance_id,
+        booted.manifest.model.sha256,
+        booted.manifest.bundle_id,
+        insecure=True,
+    )
+    receipt = check_receipt(subject, proof, response=covered)
+    assert receipt.units == booted.runtime.meter.usage().used < len("Once upon a time") + 500
