@@ -1,19 +1,30 @@
-"""HTTP plumbing both services share (custodian and node): problem+json refusals and
-capped request bodies.
+"""HTTP plumbing both services share (custodian and node): problem+json refusals,
+capped request bodies, FastAPI's own telemetry off.
 
 * every refusal is ``application/problem+json`` (RFC 9457) carrying a stable ``reason``;
-* a request body is refused once it passes its limit (declared or read), before parsing.
+* a request body is refused once it passes its limit (declared or read), before parsing;
+* FastAPI's native OpenTelemetry is off (:data:`NO_TELEMETRY`): the environment a service
+  runs in (on a node, the borrower's) must not be able to switch on request spans, and
+  asking whether it is configured costs every request an environment lookup.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from pydantic import ValidationError
 
 from modellease.errors import LimitExceededError
+
+NO_TELEMETRY: Final[TelemetryConfig] = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "auto_configure": False,
+}
 
 
 def problem(status: int, reason: str, detail: str, **extra: Any) -> JSONResponse:  # noqa: ANN401

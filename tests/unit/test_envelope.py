@@ -52,3 +52,29 @@ def test_parse_accepts_canonical_objects() -> None:
 def test_parse_refuses_anything_else(raw: bytes, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_canonical_json(raw)
+
+
+def test_keys_beyond_the_bmp_sort_by_utf16_code_units() -> None:
+    # U+1F600 is the surrogate pair D83D DE00 in UTF-16: it sorts before U+FF61, though
+    # its code point is higher (JCS, RFC 8785 section 3.2.3). json.dumps would put it last.
+    document = {"\uff61": 1, "\U0001f600": 2}
+    assert canonical_json(document) == '{"\U0001f600":2,"\uff61":1}'.encode()
+    assert parse_canonical_json(canonical_json(document)) == document
+    with pytest.raises(ValueError, match="canonical form"):
+        parse_canonical_json('{"\uff61":1,"\U0001f600":2}'.encode())
+
+
+def test_deep_nesting_is_refused_not_a_crash() -> None:
+    deep: object = 1
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(RecursionError):
+        canonical_json({"deep": deep})
+    with pytest.raises(ValueError, match="not JSON"):
+        parse_canonical_json(b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+
+
+def test_bytes_with_a_duplicate_key_are_named_as_such() -> None:
+    # Equal to their own canonical form they can never be; the error still says why.
+    with pytest.raises(ValueError, match="duplicate key 'b'"):
+        parse_canonical_json(b'{"a":{"b":1,"b":1}}')

@@ -27,50 +27,67 @@ def pae(payload_type: str, body: bytes) -> bytes:
 
 
 _MAX_SAFE_INTEGER = 2**53 - 1  # RFC 8785 (I-JSON): integers beyond this are refused
-_BMP_END = "\uffff"
 
 
 def _plain(value: Any) -> bool:  # noqa: ANN401 - any JSON value
-    r"""True if ``json.dumps`` writes ``value`` exactly as RFC 8785 does.
+    r"""True if ``value`` holds only types ``json.dumps`` writes exactly as RFC 8785 does.
 
-    That holds for exact ``dict`` (string keys within the Basic Multilingual Plane, where
-    code-point order is RFC 8785's UTF-16 order), ``list``, ``str``, ``bool``, ``None`` and
+    Those are exact ``dict`` with ``str`` keys, ``list``, ``str``, ``bool``, ``None`` and
     ``int`` within I-JSON's safe range: for these, JCS and ``json.dumps(ensure_ascii=False,
     sort_keys=True, separators=(",", ":"))`` escape strings the same way (``\"``, ``\\``,
     ``\b \f \n \r \t``, other controls as lowercase ``\u00xx``, everything else literal)
-    and write integers as plain decimals. Anything else (floats, large integers, subclasses,
-    keys outside the BMP) goes to the reference implementation.
+    and write integers as plain decimals. Key order agrees as long as no key holds a
+    character beyond the Basic Multilingual Plane (JCS sorts by UTF-16 code units): that is
+    checked on the written text by :func:`canonical_json`. Anything else (floats, large
+    integers, subclasses) goes to the reference implementation. Iterative: no recursion limit.
     """
-    kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
-        return bool(-_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER)
-    if kind is list:
-        return all(_plain(item) for item in value)
-    if kind is dict:
-        return all(
-            type(k) is str and (not k or max(k) <= _BMP_END) and _plain(v) for k, v in value.items()
-        )
-    return False
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if -_MAX_SAFE_INTEGER <= item <= _MAX_SAFE_INTEGER:
+                continue
+            return False
+        if kind is dict:
+            if any(type(k) is not str for k in item):
+                return False
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        else:
+            return False
+    return True
+
+
+def _dumps(document: Any) -> str:  # noqa: ANN401 - any JSON value
+    return json.dumps(document, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _within_bmp(text: str) -> bool:
+    return text.isascii() or max(text) <= "\uffff"
 
 
 def canonical_json(document: Any) -> bytes:  # noqa: ANN401 - any JSON value
     """Serialise ``document`` as RFC 8785 canonical JSON.
 
-    Plain documents (:func:`_plain`: all of modellease's messages) are written by the
-    standard library's C encoder, several times faster; the rest by ``rfc8785``. A test
-    compares the two on generated documents. Raises ``ValueError`` for values JCS cannot
-    represent (NaN, integers beyond 2^53, lone surrogates, ...).
+    Plain documents (:func:`_plain`, and no character beyond the Basic Multilingual Plane:
+    all of modellease's messages) are written by the standard library's C encoder, several
+    times faster; the rest by ``rfc8785``. A test compares the two on generated documents.
+    Raises ``ValueError`` for values JCS cannot represent (NaN, integers beyond 2^53, lone
+    surrogates, ...).
     """
     if _plain(document):
-        text = json.dumps(document, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        try:
-            return text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(
-                "cannot canonicalise document: a string is not valid Unicode"
-            ) from None
+        text = _dumps(document)
+        if _within_bmp(text):
+            try:
+                return text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(
+                    "cannot canonicalise document: a string is not valid Unicode"
+                ) from None
     try:
         return rfc8785.dumps(document)
     except rfc8785.CanonicalizationError as exc:
@@ -90,14 +107,17 @@ def parse_canonical_json(raw: bytes) -> dict[str, Any]:
     """Parse a JSON object that must already be in canonical form.
 
     Raises ``ValueError`` if ``raw`` is not UTF-8 JSON, not an object, has duplicate keys,
-    or is not byte-for-byte its own canonical serialisation.
+    or is not byte-for-byte its own canonical serialisation. (Bytes that equal their own
+    canonical form have no duplicate keys: that form writes each key once, and the same
+    bytes always parse the same way. Duplicates are looked for only to name them.)
     """
     try:
-        document = json.loads(raw.decode("utf-8"), object_pairs_hook=_refuse_duplicates)
+        document = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")  # noqa: TRY004 - one error type for all bad input
     if canonical_json(document) != raw:
+        json.loads(raw, object_pairs_hook=_refuse_duplicates)  # the clearer error, if it is so
         raise ValueError("not in RFC 8785 canonical form")
     return document

@@ -12,6 +12,8 @@ from datetime import timedelta
 
 import httpx
 import numpy as np
+import pytest
+from opentelemetry import trace
 
 from modellease.attestation import Evidence, appraise, policy_from_mapping
 from modellease.bundle.manifest import SignedManifest, verify_manifest
@@ -31,6 +33,7 @@ from tests.integration.node_harness import (
     running_node,
     wait_until,
 )
+from tests.unit.test_http_telemetry import SpyTracerProvider
 
 
 def infer(http: httpx.Client, rows: np.ndarray) -> httpx.Response:
@@ -287,3 +290,23 @@ def test_a_compressed_archive_that_would_unpack_too_large_is_refused(
     assert booted.runtime.meter.usage().reserved == 0
     # without a nonce, /attestation shows the evidence the custodian appraised at enrolment
     assert canonical_json(enrolment["evidence"]) == booted.enrolment_evidence
+
+
+def test_the_node_asks_no_tracer_provider(
+    custodian: Custodian,
+    sealed: Sealed,
+    digits_model: DigitsModel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The borrower's environment cannot switch on request spans inside the node."""
+    spy = SpyTracerProvider()
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: spy)
+    config = node_config(custodian)
+    booted = boot_node(custodian, sealed, config, lease_for(custodian, sealed, config))
+    with (
+        running_node(custodian, booted, renew=False) as node,
+        httpx.Client(base_url=node.url) as http,
+    ):
+        assert infer(http, digits_model.test_inputs[:1]).status_code == 200
+        assert http.get("/healthz").status_code == 200
+    assert spy.asked == 0
