@@ -62,9 +62,9 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any, Final, Self
+from typing import IO, Any, Final, Self, cast
 
-from sqlalchemy import Engine, false, func, insert, select, update
+from sqlalchemy import Engine, Table, false, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from modellease._hazmat import ct_equal
@@ -490,6 +490,9 @@ def _lock_log(session: Session) -> None:
         )
 
 
+_INSERT_ENTRIES = insert(cast(Table, AuditEntry.__table__))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppendedEntry:
     """Where an appended entry sits in the chain."""
@@ -578,7 +581,7 @@ def append_many(session: Session, entries: Sequence[NewEntry]) -> list[AppendedE
         )
         appended.append(AppendedEntry(seq=seq, hash=digest, prev_hash=prev))
         head = ChainHead(seq=seq, hash=digest)
-    session.execute(insert(AuditEntry), rows)
+    session.execute(_INSERT_ENTRIES, rows)  # Core: no per-row ORM bookkeeping
     return appended
 
 

@@ -32,9 +32,9 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
-from sqlalchemy import event, insert, select, tuple_, update
+from sqlalchemy import Table, bindparam, event, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from modellease._hazmat import SigningKey
@@ -344,15 +344,25 @@ def renew_batch(
     return outcomes
 
 
+_INSTANCES = cast(Table, InstanceRow.__table__)
+_UPDATE_INSTANCE = update(_INSTANCES).where(_INSTANCES.c.id == bindparam("instance"))
+_INSERT_REPORTS = insert(cast(Table, ReportRow.__table__))
+_INSERT_GRANTS = insert(cast(Table, GrantRow.__table__))
+
+
 def _write(session: Session, batch: _Batch) -> None:
-    """Everything the batch decided, in a few statements: bulk inserts and updates."""
+    """Everything the batch decided, in a few statements: Core bulk inserts and updates.
+
+    Core statements, not the ORM's bulk forms: the rows are plain dicts already, and the
+    ORM's per-row bookkeeping was the larger part of the batch's SQL time.
+    """
     changed = [i for i in batch.instances.values() if i.changed]
     if changed:
         session.execute(
-            update(InstanceRow),
+            _UPDATE_INSTANCE,
             [
                 {
-                    "id": i.id,
+                    "instance": i.id,
                     **instance_values(i.state),
                     "last_report_seq": i.last_report_seq,
                     "last_report_digest": i.last_report_digest,
@@ -361,9 +371,9 @@ def _write(session: Session, batch: _Batch) -> None:
             ],
         )
     if batch.reports:
-        session.execute(insert(ReportRow), batch.reports)
+        session.execute(_INSERT_REPORTS, batch.reports)
     if batch.grants:
-        session.execute(insert(GrantRow), batch.grants)
+        session.execute(_INSERT_GRANTS, batch.grants)
     audit.append_many(session, batch.entries)
     remember = [
         ((i.id, i.last_report_seq, i.last_report_digest), batch.last[i.id]) for i in changed
