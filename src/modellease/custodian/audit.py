@@ -478,19 +478,19 @@ def _lock_log(session: Session) -> None:
         # SELECT ... FOR UPDATE on the head is not enough: it locks nothing in an empty log,
         # and under READ COMMITTED a writer that waited gets the old head back, then fails
         # on a duplicate seq. Readers (export) are not blocked.
-        session.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
+        session.execute(_LOCK_POSTGRESQL)
     else:
         # SQLite: the driver begins a transaction only at the first write, so a head read
         # first could be stale. A write statement (matching no row) takes the lock first.
-        session.execute(
-            update(AuditEntry)
-            .where(false())
-            .values(seq=AuditEntry.seq)
-            .execution_options(synchronize_session=False)
-        )
+        session.execute(_LOCK_SQLITE)
 
 
-_INSERT_ENTRIES = insert(cast(Table, AuditEntry.__table__))
+# The log's statements, built once (Core).
+_ENTRIES = cast(Table, AuditEntry.__table__)
+_LOCK_POSTGRESQL = select(func.pg_advisory_xact_lock(AUDIT_LOCK_KEY))
+_LOCK_SQLITE = update(_ENTRIES).where(false()).values(seq=_ENTRIES.c.seq)
+_SELECT_HEAD = select(_ENTRIES.c.seq, _ENTRIES.c.hash).order_by(_ENTRIES.c.seq.desc()).limit(1)
+_INSERT_ENTRIES = insert(_ENTRIES)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -547,9 +547,7 @@ def append_many(session: Session, entries: Sequence[NewEntry]) -> list[AppendedE
     if not entries:
         return []
     _lock_log(session)
-    last = session.execute(
-        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-    ).first()
+    last = session.execute(_SELECT_HEAD).first()
     head = GENESIS_HEAD if last is None else ChainHead(seq=last.seq, hash=last.hash)
     if head.seq > MAX_SEQ - len(entries):
         raise RuntimeError("the audit log is full")

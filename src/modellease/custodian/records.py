@@ -9,7 +9,24 @@ from modellease.custodian.ledger import InstanceState, InstanceStatus, LeaseStat
 from modellease.custodian.store import InstanceRow, LeaseRow
 
 
-def lease_terms(row: LeaseRow) -> LeaseTerms:
+class LeaseFields(Protocol):
+    """What the ledger needs of a lease's row: an ORM row or a Core result row."""
+
+    id: str
+    unit: str
+    slice_size: int
+    heartbeat_ttl_s: int
+    hard_expiry_s: int
+    ends_at: datetime
+    budget: int
+    paused: bool
+    killed: bool
+    committed: int
+    settled: int
+    active_usage: int
+
+
+def lease_terms(row: LeaseFields) -> LeaseTerms:
     return LeaseTerms(
         unit=Unit(row.unit),
         slice_size=row.slice_size,
@@ -19,7 +36,7 @@ def lease_terms(row: LeaseRow) -> LeaseTerms:
     )
 
 
-def lease_state(row: LeaseRow) -> LeaseState:
+def lease_state(row: LeaseFields) -> LeaseState:
     return LeaseState(
         lease_id=row.id,
         terms=lease_terms(row),
@@ -32,14 +49,22 @@ def lease_state(row: LeaseRow) -> LeaseState:
     )
 
 
+def lease_values(state: LeaseState) -> dict[str, object]:
+    """The lease columns the ledger decides (totals and flags), as written to the store."""
+    return {
+        "budget": state.budget,
+        "paused": state.paused,
+        "killed": state.killed,
+        "committed": state.committed,
+        "settled": state.settled,
+        "active_usage": state.active_usage,
+    }
+
+
 def store_lease(row: LeaseRow, state: LeaseState) -> None:
     """Write the ledger's new lease totals and flags back into ``row``."""
-    row.budget = state.budget
-    row.paused = state.paused
-    row.killed = state.killed
-    row.committed = state.committed
-    row.settled = state.settled
-    row.active_usage = state.active_usage
+    for column, value in lease_values(state).items():
+        setattr(row, column, value)
 
 
 class InstanceFields(Protocol):

@@ -31,15 +31,16 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Generic, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, event, insert, select, tuple_, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from modellease._hazmat import SigningKey
 from modellease.custodian import audit, ledger
-from modellease.custodian.records import instance_state, instance_values, lease_state, store_lease
+from modellease.custodian.records import instance_state, instance_values, lease_state, lease_values
 from modellease.custodian.store import GrantRow, InstanceRow, LeaseRow, OrderRow, ReportRow
 from modellease.errors import InvalidInputError
 from modellease.keys import InstanceSigningKey
@@ -82,19 +83,24 @@ Outcome = RenewResponse | InvalidInputError
 
 
 def sign_grant(
-    signer: SigningKey, lease: LeaseRow, grant: ledger.Grant, now: datetime
+    signer: SigningKey,
+    *,
+    bundle_id: str,
+    lease: ledger.LeaseState,
+    grant: ledger.Grant,
+    now: datetime,
 ) -> SignedDocument:
-    """The custodian-signed wire form of a grant the ledger issued."""
+    """The custodian-signed wire form of a grant the ledger issued for ``lease``."""
     message = Grant(
-        lease_id=lease.id,
+        lease_id=lease.lease_id,
         instance_id=grant.instance_id,
-        bundle_id=lease.bundle_id,
+        bundle_id=bundle_id,
         seq=grant.seq,
         allowance=grant.allowance,
         unit=grant.unit.value,
         issued_at=format_timestamp(now),
         valid_until=format_timestamp(grant.valid_until),
-        hard_expiry_at=format_timestamp(grant.valid_until + timedelta(seconds=lease.hard_expiry_s)),
+        hard_expiry_at=format_timestamp(grant.valid_until + lease.terms.hard_expiry),
     )
     return sign_message(message, signer=signer)
 
@@ -170,11 +176,20 @@ class _Instance:
     changed: bool = False
 
 
+@dataclass(slots=True)
+class _Lease:
+    """A lease as the batch sees it: its bundle, and its ledger state as renewals change it."""
+
+    bundle_id: str
+    state: ledger.LeaseState
+    changed: bool = False
+
+
 @dataclass
 class _Batch:
     """The rows a batch works on, loaded (and locked) once, written back once at the end."""
 
-    leases: dict[str, LeaseRow]
+    leases: dict[str, _Lease]
     instances: dict[str, _Instance]  # by signing key fingerprint
     last: dict[str, _Accepted]  # by instance id: its last accepted report
     orders: dict[str, list[_StoredOrder]]  # by lease, in order
@@ -183,24 +198,42 @@ class _Batch:
     entries: list[audit.NewEntry] = field(default_factory=list)
 
 
+# The batch's statements, built once (Core: the rows are plain values, no ORM identity map).
+_LEASES = cast(Table, LeaseRow.__table__)
+_INSTANCES = cast(Table, InstanceRow.__table__)
+_ORDERS = cast(Table, OrderRow.__table__)
+_REPORTS = cast(Table, ReportRow.__table__)
+_KEYS: BindParameter[list[str]] = bindparam("keys", expanding=True)
+_IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
+_SELECT_LEASE_IDS = select(_INSTANCES.c.lease_id).where(_INSTANCES.c.signing_key_id.in_(_KEYS))
+_LOCK_LEASES = (
+    select(_LEASES).where(_LEASES.c.id.in_(_IDS)).order_by(_LEASES.c.id).with_for_update()
+)
+_LOCK_INSTANCES = (
+    select(_INSTANCES)
+    .where(_INSTANCES.c.signing_key_id.in_(_KEYS))
+    .order_by(_INSTANCES.c.id)
+    .with_for_update()
+)
+_SELECT_ORDERS = (
+    select(_ORDERS.c.lease_id, _ORDERS.c.instance_id, _ORDERS.c.kind, _ORDERS.c.signed_json)
+    .where(_ORDERS.c.lease_id.in_(_IDS))
+    .order_by(_ORDERS.c.seq)
+)
+_UPDATE_LEASE = update(_LEASES).where(_LEASES.c.id == bindparam("lease"))
+_UPDATE_INSTANCE = update(_INSTANCES).where(_INSTANCES.c.id == bindparam("instance"))
+_INSERT_REPORTS = insert(_REPORTS)
+_INSERT_GRANTS = insert(cast(Table, GrantRow.__table__))
+
+
 def _load(session: Session, requests: Sequence[RenewalRequest]) -> _Batch:
     key_ids = sorted({r.signed.key_id for r in requests})
-    lease_ids = sorted(
-        set(
-            session.scalars(
-                select(InstanceRow.lease_id).where(InstanceRow.signing_key_id.in_(key_ids))
-            )
-        )
-    )
-    leases = session.scalars(
-        select(LeaseRow).where(LeaseRow.id.in_(lease_ids)).order_by(LeaseRow.id).with_for_update()
-    )
-    rows = session.execute(
-        select(InstanceRow.__table__)
-        .where(InstanceRow.signing_key_id.in_(key_ids))
-        .order_by(InstanceRow.id)
-        .with_for_update()
-    ).all()
+    lease_ids = sorted(set(session.scalars(_SELECT_LEASE_IDS, {"keys": key_ids})))
+    leases = {
+        row.id: _Lease(bundle_id=row.bundle_id, state=lease_state(row))
+        for row in session.execute(_LOCK_LEASES, {"ids": lease_ids})
+    }
+    rows = session.execute(_LOCK_INSTANCES, {"keys": key_ids}).all()
     for row in rows:
         _INSTANCE_KEYS.put(row.signing_key_id, _KnownKey(row.id, row.lease_id, row.signing_key))
     instances = {
@@ -216,7 +249,7 @@ def _load(session: Session, requests: Sequence[RenewalRequest]) -> _Batch:
         for row in rows
     }
     return _Batch(
-        leases={lease.id: lease for lease in leases},
+        leases=leases,
         instances=instances,
         last=_last_reports(session, instances.values()),
         orders=_orders(session, lease_ids),
@@ -255,9 +288,7 @@ class _StoredOrder:
 def _orders(session: Session, lease_ids: list[str]) -> dict[str, list[_StoredOrder]]:
     """Every order of these leases, in order."""
     orders: dict[str, list[_StoredOrder]] = {i: [] for i in lease_ids}
-    query = select(OrderRow.lease_id, OrderRow.instance_id, OrderRow.kind, OrderRow.signed_json)
-    query = query.where(OrderRow.lease_id.in_(lease_ids)).order_by(OrderRow.seq)
-    for row in session.execute(query):
+    for row in session.execute(_SELECT_ORDERS, {"ids": lease_ids}):
         signed = SignedDocument.from_json(row.signed_json.encode())
         orders[row.lease_id].append(_StoredOrder(row.instance_id, row.kind, signed))
     return orders
@@ -344,18 +375,15 @@ def renew_batch(
     return outcomes
 
 
-_INSTANCES = cast(Table, InstanceRow.__table__)
-_UPDATE_INSTANCE = update(_INSTANCES).where(_INSTANCES.c.id == bindparam("instance"))
-_INSERT_REPORTS = insert(cast(Table, ReportRow.__table__))
-_INSERT_GRANTS = insert(cast(Table, GrantRow.__table__))
-
-
 def _write(session: Session, batch: _Batch) -> None:
     """Everything the batch decided, in a few statements: Core bulk inserts and updates.
 
     Core statements, not the ORM's bulk forms: the rows are plain dicts already, and the
     ORM's per-row bookkeeping was the larger part of the batch's SQL time.
     """
+    leases = [(id_, lease.state) for id_, lease in batch.leases.items() if lease.changed]
+    if leases:
+        session.execute(_UPDATE_LEASE, [{"lease": i, **lease_values(s)} for i, s in leases])
     changed = [i for i in batch.instances.values() if i.changed]
     if changed:
         session.execute(
@@ -393,14 +421,18 @@ def _renew_one(
     instance = batch.instances.get(signed.key_id)
     if instance is None:
         raise UnknownReporterError("the message is signed by no enrolled instance's key")
-    lease = batch.leases[instance.lease_id]
-    if early is not None and (early.instance_id, early.lease_id) == (instance.id, lease.id):
+    lease_id = instance.lease_id
+    lease = batch.leases[lease_id]
+    if early is not None and (early.instance_id, early.lease_id) == (
+        instance.id,
+        instance.lease_id,
+    ):
         report = early  # verified before the transaction with this very instance's key
     else:
         report = verify_report(
             signed,
             instance_key=InstanceSigningKey(bytes.fromhex(instance.signing_key)),
-            lease_id=lease.id,
+            lease_id=instance.lease_id,
             instance_id=instance.id,
         )
     previous = batch.last.get(instance.id)
@@ -454,7 +486,7 @@ def _renew_one(
         audit.NewEntry(
             kind="usage_report",
             actor=instance.signing_key_id,
-            lease_id=lease.id,
+            lease_id=instance.lease_id,
             detail=detail,
             at=now,
         )
@@ -465,22 +497,24 @@ def _renew_one(
 def _answer(
     batch: _Batch,
     *,
-    lease: LeaseRow,
+    lease: _Lease,
     instance: _Instance,
     report: UsageReport,
     now: datetime,
     signer: SigningKey,
 ) -> tuple[RenewResponse, ledger.Grant | None]:
     """The ledger's decision for this report, applied to the batch's rows in memory."""
-    orders = orders_for(batch.orders[lease.id], instance.id)
-    if lease.killed or instance.state.status != ledger.InstanceStatus.ACTIVE:
+    orders = orders_for(batch.orders[instance.lease_id], instance.id)
+    if lease.state.killed or instance.state.status != ledger.InstanceStatus.ACTIVE:
         return RenewResponse(withheld="instance_ended", orders=orders), None
-    usage = usage_in_units(ledger.Unit(lease.unit), report)
-    renewal = ledger.renew(lease_state(lease), instance.state, usage=usage, now=now)
-    store_lease(lease, renewal.lease)
+    usage = usage_in_units(lease.state.terms.unit, report)
+    renewal = ledger.renew(lease.state, instance.state, usage=usage, now=now)
+    lease.state, lease.changed = renewal.lease, True
     instance.state = renewal.instance
     if renewal.grant is None:
         withheld = renewal.withheld.value if renewal.withheld else None
         return RenewResponse(withheld=withheld, orders=orders), None  # type: ignore[arg-type]
-    signed_grant = sign_grant(signer, lease, renewal.grant, now)
+    signed_grant = sign_grant(
+        signer, bundle_id=lease.bundle_id, lease=renewal.lease, grant=renewal.grant, now=now
+    )
     return RenewResponse(grant=signed_grant, orders=orders), renewal.grant

@@ -142,7 +142,9 @@ class ControlPlane:
         self, session: Session, lease: LeaseRow, grant: ledger.Grant, now: datetime
     ) -> SignedDocument:
         """Sign a grant the ledger issued, store it, and audit it, in the caller's transaction."""
-        signed = sign_grant(self._signer, lease, grant, now)
+        signed = sign_grant(
+            self._signer, bundle_id=lease.bundle_id, lease=lease_state(lease), grant=grant, now=now
+        )
         session.add(grant_row(grant, signed, now))
         audit.append(
             session,
