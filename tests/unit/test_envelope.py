@@ -30,6 +30,8 @@ def test_canonical_json_refuses_what_jcs_cannot_represent() -> None:
         canonical_json({"n": float("nan")})
     with pytest.raises(ValueError, match="cannot canonicalise"):
         canonical_json({"n": 2**60})
+    with pytest.raises(ValueError, match="keys must be strings"):
+        canonical_json({"a": {1: "json.dumps would write this key as a string"}})
 
 
 def test_parse_accepts_canonical_objects() -> None:
