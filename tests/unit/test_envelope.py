@@ -80,3 +80,12 @@ def test_bytes_with_a_duplicate_key_are_named_as_such() -> None:
     # Equal to their own canonical form they can never be; the error still says why.
     with pytest.raises(ValueError, match="duplicate key 'b'"):
         parse_canonical_json(b'{"a":{"b":1,"b":1}}')
+
+
+def test_a_cycle_is_refused_and_a_shared_value_written_twice() -> None:
+    cyclic: list[object] = []
+    cyclic.append(cyclic)
+    with pytest.raises((ValueError, RecursionError)):
+        canonical_json({"a": cyclic})
+    shared = {"x": [1, 2]}
+    assert canonical_json({"b": shared, "a": shared}) == b'{"a":{"x":[1,2]},"b":{"x":[1,2]}}'

@@ -39,9 +39,11 @@ def _plain(value: Any) -> bool:  # noqa: ANN401 - any JSON value
     and write integers as plain decimals. Key order agrees as long as no key holds a
     character beyond the Basic Multilingual Plane (JCS sorts by UTF-16 code units): that is
     checked on the written text by :func:`canonical_json`. Anything else (floats, large
-    integers, subclasses) goes to the reference implementation. Iterative: no recursion limit.
+    integers, subclasses, and a container met twice, which may be a cycle) goes to the
+    reference implementation. Iterative, so it cannot exhaust the stack.
     """
     stack = [value]
+    containers: set[int] = set()
     while stack:
         item = stack.pop()
         kind = type(item)
@@ -51,6 +53,9 @@ def _plain(value: Any) -> bool:  # noqa: ANN401 - any JSON value
             if -_MAX_SAFE_INTEGER <= item <= _MAX_SAFE_INTEGER:
                 continue
             return False
+        if id(item) in containers:
+            return False
+        containers.add(id(item))
         if kind is dict:
             if any(type(k) is not str for k in item):
                 return False
