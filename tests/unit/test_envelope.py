@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from modellease.protocol import canonical_json, pae, parse_canonical_json
@@ -89,3 +91,21 @@ def test_a_cycle_is_refused_and_a_shared_value_written_twice() -> None:
         canonical_json({"a": cyclic})
     shared = {"x": [1, 2]}
     assert canonical_json({"b": shared, "a": shared}) == b'{"a":{"x":[1,2]},"b":{"x":[1,2]}}'
+
+
+def test_nesting_just_deep_enough_to_parse_is_still_a_value_error() -> None:
+    # json.loads goes a little deeper than json.dumps can: the gap must not leak a
+    # RecursionError (a crash on unauthenticated input) instead of a refusal. Where the gap
+    # lies depends on the caller's stack, so every depth up to well past both limits.
+    for depth in range(1, 2 * sys.getrecursionlimit()):
+        raw = b'{"a":' + b"[" * depth + b"]" * depth + b"}"
+        try:
+            parsed = parse_canonical_json(raw)
+        except ValueError:
+            continue
+        assert canonical_json(parsed) == raw
+
+
+def test_a_value_beyond_the_bmp_stays_on_the_fast_path_and_canonical() -> None:
+    document = {"b": "\U0001f600", "a": ["\U0001f600"]}
+    assert canonical_json(document) == '{"a":["\U0001f600"],"b":"\U0001f600"}'.encode()

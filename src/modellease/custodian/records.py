@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Final, Protocol
 
 from modellease.custodian.ledger import InstanceState, InstanceStatus, LeaseState, LeaseTerms, Unit
 from modellease.custodian.store import InstanceRow, LeaseRow
@@ -47,6 +47,21 @@ def lease_state(row: LeaseFields) -> LeaseState:
         settled=row.settled,
         active_usage=row.active_usage,
     )
+
+
+LEASE_LEDGER_COLUMNS: Final = ("budget", "paused", "killed", "committed", "settled", "active_usage")
+"""The lease columns :func:`lease_values` writes: the only ones the ledger changes."""
+
+INSTANCE_LEDGER_COLUMNS: Final = (
+    "status",
+    "allowance",
+    "usage",
+    "grant_seq",
+    "valid_until",
+    "paused",
+    "ended_at",
+)
+"""The instance columns :func:`instance_values` writes: the only ones the ledger changes."""
 
 
 def lease_values(state: LeaseState) -> dict[str, object]:

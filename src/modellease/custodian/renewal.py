@@ -36,11 +36,19 @@ from typing import Generic, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, event, insert, select, tuple_, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import BindParameter
 
 from modellease._hazmat import SigningKey
 from modellease.custodian import audit, ledger
-from modellease.custodian.records import instance_state, instance_values, lease_state, lease_values
+from modellease.custodian.records import (
+    INSTANCE_LEDGER_COLUMNS,
+    LEASE_LEDGER_COLUMNS,
+    instance_state,
+    instance_values,
+    lease_state,
+    lease_values,
+)
 from modellease.custodian.store import GrantRow, InstanceRow, LeaseRow, OrderRow, ReportRow
 from modellease.errors import InvalidInputError
 from modellease.keys import InstanceSigningKey
@@ -198,6 +206,15 @@ class _Batch:
     entries: list[audit.NewEntry] = field(default_factory=list)
 
 
+def _setting(table: Table, key: str, columns: Iterable[str]) -> Update:
+    """``UPDATE table SET`` exactly ``columns`` ``WHERE id = :key``, one row per parameter set."""
+    return (
+        update(table)
+        .where(table.c.id == bindparam(key))
+        .values({column: bindparam(column) for column in columns})
+    )
+
+
 # The batch's statements, built once (Core: the rows are plain values, no ORM identity map).
 _LEASES = cast(Table, LeaseRow.__table__)
 _INSTANCES = cast(Table, InstanceRow.__table__)
@@ -220,8 +237,10 @@ _SELECT_ORDERS = (
     .where(_ORDERS.c.lease_id.in_(_IDS))
     .order_by(_ORDERS.c.seq)
 )
-_UPDATE_LEASE = update(_LEASES).where(_LEASES.c.id == bindparam("lease"))
-_UPDATE_INSTANCE = update(_INSTANCES).where(_INSTANCES.c.id == bindparam("instance"))
+_UPDATE_LEASE = _setting(_LEASES, "lease", LEASE_LEDGER_COLUMNS)
+_UPDATE_INSTANCE = _setting(
+    _INSTANCES, "instance", (*INSTANCE_LEDGER_COLUMNS, "last_report_seq", "last_report_digest")
+)
 _INSERT_REPORTS = insert(_REPORTS)
 _INSERT_GRANTS = insert(cast(Table, GrantRow.__table__))
 

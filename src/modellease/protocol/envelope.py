@@ -38,7 +38,8 @@ def _plain(value: Any) -> bool:  # noqa: ANN401 - any JSON value
     ``\b \f \n \r \t``, other controls as lowercase ``\u00xx``, everything else literal)
     and write integers as plain decimals. Key order agrees as long as no key holds a
     character beyond the Basic Multilingual Plane (JCS sorts by UTF-16 code units): that is
-    checked on the written text by :func:`canonical_json`. Anything else (floats, large
+    checked by :func:`canonical_json`, on the written text and, only if the text has such a
+    character, on the keys. Anything else (floats, large
     integers, subclasses, and a container met twice, which may be a cycle) goes to the
     reference implementation. Iterative, so it cannot exhaust the stack.
     """
@@ -75,18 +76,32 @@ def _within_bmp(text: str) -> bool:
     return text.isascii() or max(text) <= "\uffff"
 
 
+def _keys_within_bmp(document: Any) -> bool:  # noqa: ANN401 - a plain document
+    """True if no object key holds a character beyond the BMP (``document`` is plain)."""
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            if any(k and max(k) > "\uffff" for k in item):
+                return False
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+    return True
+
+
 def canonical_json(document: Any) -> bytes:  # noqa: ANN401 - any JSON value
     """Serialise ``document`` as RFC 8785 canonical JSON.
 
-    Plain documents (:func:`_plain`, and no character beyond the Basic Multilingual Plane:
-    all of modellease's messages) are written by the standard library's C encoder, several
-    times faster; the rest by ``rfc8785``. A test compares the two on generated documents.
-    Raises ``ValueError`` for values JCS cannot represent (NaN, integers beyond 2^53, lone
-    surrogates, ...).
+    Plain documents (:func:`_plain`, and no key with a character beyond the Basic
+    Multilingual Plane: all of modellease's messages) are written by the standard library's
+    C encoder, several times faster; the rest by ``rfc8785``. A test compares the two on
+    generated documents. Raises ``ValueError`` for values JCS cannot represent (NaN,
+    integers beyond 2^53, lone surrogates, ...).
     """
     if _plain(document):
         text = _dumps(document)
-        if _within_bmp(text):
+        if _within_bmp(text) or _keys_within_bmp(document):
             try:
                 return text.encode("utf-8")
             except UnicodeEncodeError:
@@ -122,7 +137,11 @@ def parse_canonical_json(raw: bytes) -> dict[str, Any]:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")  # noqa: TRY004 - one error type for all bad input
-    if canonical_json(document) != raw:
+    try:
+        canonical = canonical_json(document)
+    except RecursionError:  # nested deeper than the encoder goes (json.loads went a bit further)
+        raise ValueError("not JSON: nested too deeply") from None
+    if canonical != raw:
         json.loads(raw, object_pairs_hook=_refuse_duplicates)  # the clearer error, if it is so
         raise ValueError("not in RFC 8785 canonical form")
     return document

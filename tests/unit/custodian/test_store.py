@@ -13,6 +13,13 @@ from alembic.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
+from modellease.custodian import ledger
+from modellease.custodian.records import (
+    INSTANCE_LEDGER_COLUMNS,
+    LEASE_LEDGER_COLUMNS,
+    instance_values,
+    lease_values,
+)
 from modellease.custodian.store import Base, LeaseRow, NonceRow, connect, default_url, migrate
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -122,3 +129,22 @@ def test_sqlite_transactions_take_the_write_lock_when_they_begin(tmp_path: Path)
     finally:
         other.close()
         engine.dispose()
+
+
+def test_the_batch_updates_write_every_column_the_ledger_decides() -> None:
+    # renewal.py's UPDATEs set exactly these columns: a column added to lease_values or
+    # instance_values but not to the list would silently never be written by a batch.
+    lease = ledger.open_lease(
+        lease_id="lease-1",
+        terms=ledger.LeaseTerms(
+            unit=ledger.Unit.REQUESTS,
+            slice_size=10,
+            heartbeat_ttl=timedelta(seconds=30),
+            hard_expiry=timedelta(seconds=60),
+            ends_at=datetime(2099, 1, 1, tzinfo=UTC),
+        ),
+        budget=100,
+    )
+    enrolment = ledger.enrol(lease, instance_id="inst-1", now=datetime(2026, 1, 1, tzinfo=UTC))
+    assert tuple(lease_values(enrolment.lease)) == LEASE_LEDGER_COLUMNS
+    assert tuple(instance_values(enrolment.instance)) == INSTANCE_LEDGER_COLUMNS
