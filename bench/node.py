@@ -63,7 +63,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from _common import machine, save, tree_cpu_s
-from modellease._http import NO_TELEMETRY, read_body
+from modellease._http import read_body, service_app
 from modellease.attestation import SimulatedAttester, runtime_measurement
 from modellease.bundle import BundleReader
 from modellease.custodian import auth
@@ -104,7 +104,7 @@ def pct(values: list[float], q: int) -> float:
 # ============================================================ (a) the server process
 def bare_app(onnx: OnnxEngine, llama: LlamaEngine) -> FastAPI:
     """The same engines behind the same stack, without any governance."""
-    app = FastAPI(docs_url=None, redoc_url=None, telemetry=NO_TELEMETRY)  # as the node's
+    app = service_app("bare")  # as the node's
 
     @app.post("/v1/infer")
     async def infer(request: Request) -> JSONResponse:

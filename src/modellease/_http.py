@@ -1,9 +1,10 @@
-"""HTTP plumbing both services share (custodian and node): problem+json refusals,
-capped request bodies, FastAPI's own telemetry off.
+"""HTTP plumbing both services share (custodian and node): the app itself,
+problem+json refusals, capped request bodies.
 
 * every refusal is ``application/problem+json`` (RFC 9457) carrying a stable ``reason``;
 * a request body is refused once it passes its limit (declared or read), before parsing;
-* FastAPI's native OpenTelemetry is off (:data:`NO_TELEMETRY`): the environment a service
+* every app comes from :func:`service_app`: no generated docs, and FastAPI's native
+  OpenTelemetry off (:data:`NO_TELEMETRY`): the environment a service
   runs in (on a node, the borrower's) must not be able to switch on request spans, and
   asking whether it is configured costs every request an environment lookup.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
 from pydantic import ValidationError
@@ -25,6 +26,18 @@ NO_TELEMETRY: Final[TelemetryConfig] = {
     "logs": False,
     "auto_configure": False,
 }
+
+
+def service_app(title: str, **options: Any) -> FastAPI:  # noqa: ANN401 - FastAPI's own options
+    """A FastAPI app as both services run theirs (see the module docstring)."""
+    return FastAPI(
+        title=title,
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        telemetry=NO_TELEMETRY,
+        **options,
+    )
 
 
 def problem(status: int, reason: str, detail: str, **extra: Any) -> JSONResponse:  # noqa: ANN401

@@ -2,7 +2,7 @@
 
 A spy tracer provider stands in for one an operator (or, on a node, the borrower's
 environment) might configure. FastAPI asks a configured provider for a tracer on each
-request; with :data:`NO_TELEMETRY` it must never ask. The control case, a default app,
+request; an app made by ``service_app`` must never ask. The control case, a default app,
 shows the spy would notice.
 """
 
@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from opentelemetry import trace
 
-from modellease._http import NO_TELEMETRY
+from modellease._http import service_app
 from modellease.custodian.app import create_app
 from modellease.custodian.home import CustodianHome
 from modellease.custodian.service import ControlPlane
@@ -40,8 +40,7 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> SpyTracerProvider:
     return provider
 
 
-def plain_app(**kwargs: Any) -> FastAPI:
-    app = FastAPI(**kwargs)
+def with_health(app: FastAPI) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -63,13 +62,13 @@ def custodian_app(tmp_path: Path) -> Iterator[FastAPI]:
 
 
 def test_a_default_app_would_ask_the_configured_provider(spy: SpyTracerProvider) -> None:
-    with TestClient(plain_app()) as http:
+    with TestClient(with_health(FastAPI())) as http:
         assert http.get("/healthz").status_code == 200
     assert spy.asked > 0
 
 
-def test_no_telemetry_asks_no_provider(spy: SpyTracerProvider) -> None:
-    with TestClient(plain_app(telemetry=NO_TELEMETRY)) as http:
+def test_a_service_app_asks_no_provider(spy: SpyTracerProvider) -> None:
+    with TestClient(with_health(service_app("test"))) as http:
         assert http.get("/healthz").status_code == 200
     assert spy.asked == 0
 

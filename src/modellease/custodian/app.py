@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from modellease._http import NO_TELEMETRY, malformed, problem, read_body
+from modellease._http import malformed, problem, read_body, service_app
 from modellease.custodian._http import status_for
 from modellease.custodian.admin_api import admin_router
 from modellease.custodian.batcher import RenewalBatcher
@@ -46,13 +46,7 @@ Clock = Callable[[], datetime]
 def create_app(plane: ControlPlane, *, clock: Clock | None = None) -> FastAPI:
     """The custodian app over ``plane``; ``clock`` defaults to the system's UTC time."""
     now = clock or (lambda: datetime.now(UTC))
-    app = FastAPI(
-        title="modellease custodian",
-        version="1",
-        docs_url=None,
-        redoc_url=None,
-        telemetry=NO_TELEMETRY,
-    )
+    app = service_app("modellease custodian")
     orders = OrderBroadcaster(plane.signed_orders)
     renewals = RenewalBatcher(plane)
     app.state.plane = plane

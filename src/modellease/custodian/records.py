@@ -50,7 +50,7 @@ def lease_state(row: LeaseFields) -> LeaseState:
 
 
 LEASE_LEDGER_COLUMNS: Final = ("budget", "paused", "killed", "committed", "settled", "active_usage")
-"""The lease columns :func:`lease_values` writes: the only ones the ledger changes."""
+"""The lease columns the ledger changes, named as the fields of its ``LeaseState``."""
 
 INSTANCE_LEDGER_COLUMNS: Final = (
     "status",
@@ -61,19 +61,12 @@ INSTANCE_LEDGER_COLUMNS: Final = (
     "paused",
     "ended_at",
 )
-"""The instance columns :func:`instance_values` writes: the only ones the ledger changes."""
+"""The instance columns the ledger changes, named as the fields of its ``InstanceState``."""
 
 
 def lease_values(state: LeaseState) -> dict[str, object]:
     """The lease columns the ledger decides (totals and flags), as written to the store."""
-    return {
-        "budget": state.budget,
-        "paused": state.paused,
-        "killed": state.killed,
-        "committed": state.committed,
-        "settled": state.settled,
-        "active_usage": state.active_usage,
-    }
+    return {column: getattr(state, column) for column in LEASE_LEDGER_COLUMNS}
 
 
 def store_lease(row: LeaseRow, state: LeaseState) -> None:
@@ -114,15 +107,9 @@ def instance_state(row: InstanceFields) -> InstanceState:
 
 def instance_values(state: InstanceState) -> dict[str, object]:
     """The instance columns the ledger decides, as written to the store."""
-    return {
-        "status": state.status.value,
-        "allowance": state.allowance,
-        "usage": state.usage,
-        "grant_seq": state.grant_seq,
-        "valid_until": state.valid_until,
-        "paused": state.paused,
-        "ended_at": state.ended_at,
-    }
+    values = {column: getattr(state, column) for column in INSTANCE_LEDGER_COLUMNS}
+    values["status"] = state.status.value  # stored as its text
+    return values
 
 
 def store_instance(row: InstanceRow, state: InstanceState) -> None:

@@ -192,6 +192,10 @@ class _Lease:
     state: ledger.LeaseState
     changed: bool = False
 
+    @property
+    def id(self) -> str:
+        return self.state.lease_id
+
 
 @dataclass
 class _Batch:
@@ -400,9 +404,9 @@ def _write(session: Session, batch: _Batch) -> None:
     Core statements, not the ORM's bulk forms: the rows are plain dicts already, and the
     ORM's per-row bookkeeping was the larger part of the batch's SQL time.
     """
-    leases = [(id_, lease.state) for id_, lease in batch.leases.items() if lease.changed]
+    leases = [lease for lease in batch.leases.values() if lease.changed]
     if leases:
-        session.execute(_UPDATE_LEASE, [{"lease": i, **lease_values(s)} for i, s in leases])
+        session.execute(_UPDATE_LEASE, [{"lease": x.id, **lease_values(x.state)} for x in leases])
     changed = [i for i in batch.instances.values() if i.changed]
     if changed:
         session.execute(
@@ -440,18 +444,14 @@ def _renew_one(
     instance = batch.instances.get(signed.key_id)
     if instance is None:
         raise UnknownReporterError("the message is signed by no enrolled instance's key")
-    lease_id = instance.lease_id
-    lease = batch.leases[lease_id]
-    if early is not None and (early.instance_id, early.lease_id) == (
-        instance.id,
-        instance.lease_id,
-    ):
+    lease = batch.leases[instance.lease_id]
+    if early is not None and (early.instance_id, early.lease_id) == (instance.id, lease.id):
         report = early  # verified before the transaction with this very instance's key
     else:
         report = verify_report(
             signed,
             instance_key=InstanceSigningKey(bytes.fromhex(instance.signing_key)),
-            lease_id=instance.lease_id,
+            lease_id=lease.id,
             instance_id=instance.id,
         )
     previous = batch.last.get(instance.id)
@@ -505,7 +505,7 @@ def _renew_one(
         audit.NewEntry(
             kind="usage_report",
             actor=instance.signing_key_id,
-            lease_id=instance.lease_id,
+            lease_id=lease.id,
             detail=detail,
             at=now,
         )
@@ -523,7 +523,7 @@ def _answer(
     signer: SigningKey,
 ) -> tuple[RenewResponse, ledger.Grant | None]:
     """The ledger's decision for this report, applied to the batch's rows in memory."""
-    orders = orders_for(batch.orders[instance.lease_id], instance.id)
+    orders = orders_for(batch.orders[lease.id], instance.id)
     if lease.state.killed or instance.state.status != ledger.InstanceStatus.ACTIVE:
         return RenewResponse(withheld="instance_ended", orders=orders), None
     usage = usage_in_units(lease.state.terms.unit, report)

@@ -40,7 +40,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from modellease._http import NO_TELEMETRY, malformed, problem
+from modellease._http import malformed, problem, service_app
 from modellease.enclave.api_language import ModelNotFoundError, add_language_routes
 from modellease.enclave.api_tensors import add_tensor_routes
 from modellease.enclave.boot import BootedNode
@@ -115,14 +115,7 @@ def create_node_app(
             for running in ctx.renewers:
                 await running.stop()
 
-    app = FastAPI(
-        title="modellease node",
-        version="1",
-        docs_url=None,
-        redoc_url=None,
-        lifespan=lifespan,
-        telemetry=NO_TELEMETRY,
-    )
+    app = service_app("modellease node", lifespan=lifespan)
     app.state.context = ctx
 
     @app.exception_handler(ModelleaseError)

@@ -129,11 +129,9 @@ def test_streaming_gives_the_same_text_and_the_usage(custodian: Custodian, seale
     assert booted.runtime.meter.usage().used == 2 * whole.usage.total_tokens
 
 
-def test_a_stream_ends_with_the_receipt_of_every_byte_before_it(
-    custodian: Custodian, sealed: Sealed
-) -> None:
-    booted = booted_node(custodian, sealed)
-    subject = ReceiptSubject(
+def receipt_subject(booted: BootedNode) -> ReceiptSubject:
+    """What this simulated node's receipts are about, as a verified description would say."""
+    return ReceiptSubject(
         booted.signing_public_key,
         booted.runtime.lease_id,
         booted.runtime.instance_id,
@@ -141,6 +139,13 @@ def test_a_stream_ends_with_the_receipt_of_every_byte_before_it(
         booted.manifest.bundle_id,
         insecure=True,
     )
+
+
+def test_a_stream_ends_with_the_receipt_of_every_byte_before_it(
+    custodian: Custodian, sealed: Sealed
+) -> None:
+    booted = booted_node(custodian, sealed)
+    subject = receipt_subject(booted)
     request = {"model": MODEL_NAME, "messages": HAIKU, "max_tokens": 12, "stream": True}
     with running_node(custodian, booted, renew=False) as node, httpx.Client() as http:
         answer = http.post(f"{node.url}/v1/chat/completions", json=request)
@@ -268,13 +273,6 @@ def test_a_stream_stopped_by_a_kill_ends_with_the_receipt_of_what_ran(
         proof = fetch_receipt_proof(SimpleNamespace(url=node.url), value, http=http)  # type: ignore[arg-type]
     assert b'"type": "engine_stopped"' in covered
     assert not received.endswith(b"data: [DONE]\n\n")  # a stream that failed has no [DONE]
-    subject = ReceiptSubject(
-        booted.signing_public_key,
-        booted.runtime.lease_id,
-        booted.runtime.instance_id,
-        booted.manifest.model.sha256,
-        booted.manifest.bundle_id,
-        insecure=True,
-    )
+    subject = receipt_subject(booted)
     receipt = check_receipt(subject, proof, response=covered)
     assert receipt.units == booted.runtime.meter.usage().used < len("Once upon a time") + 500

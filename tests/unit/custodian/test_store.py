@@ -14,12 +14,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from modellease.custodian import ledger
-from modellease.custodian.records import (
-    INSTANCE_LEDGER_COLUMNS,
-    LEASE_LEDGER_COLUMNS,
-    instance_values,
-    lease_values,
-)
+from modellease.custodian.records import instance_values, lease_values
 from modellease.custodian.store import Base, LeaseRow, NonceRow, connect, default_url, migrate
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -131,9 +126,10 @@ def test_sqlite_transactions_take_the_write_lock_when_they_begin(tmp_path: Path)
         engine.dispose()
 
 
-def test_the_batch_updates_write_every_column_the_ledger_decides() -> None:
-    # renewal.py's UPDATEs set exactly these columns: a column added to lease_values or
-    # instance_values but not to the list would silently never be written by a batch.
+def test_the_ledger_columns_are_written_as_the_ledger_decided_them() -> None:
+    # lease_values/instance_values are what every write of ledger state stores (batches
+    # and single operations alike): every field the ledger owns, the status as its text.
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     lease = ledger.open_lease(
         lease_id="lease-1",
         terms=ledger.LeaseTerms(
@@ -145,6 +141,21 @@ def test_the_batch_updates_write_every_column_the_ledger_decides() -> None:
         ),
         budget=100,
     )
-    enrolment = ledger.enrol(lease, instance_id="inst-1", now=datetime(2026, 1, 1, tzinfo=UTC))
-    assert tuple(lease_values(enrolment.lease)) == LEASE_LEDGER_COLUMNS
-    assert tuple(instance_values(enrolment.instance)) == INSTANCE_LEDGER_COLUMNS
+    enrolment = ledger.enrol(lease, instance_id="inst-1", now=now)
+    assert lease_values(enrolment.lease) == {
+        "budget": 100,
+        "paused": False,
+        "killed": False,
+        "committed": 10,
+        "settled": 0,
+        "active_usage": 0,
+    }
+    assert instance_values(enrolment.instance) == {
+        "status": "active",
+        "allowance": 10,
+        "usage": 0,
+        "grant_seq": enrolment.instance.grant_seq,
+        "valid_until": enrolment.instance.valid_until,
+        "paused": False,
+        "ended_at": None,
+    }
