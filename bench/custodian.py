@@ -2,8 +2,9 @@
 
 For each store, a real custodian server runs in its own process (``--serve``, below: a fresh
 custodian home, one lease, a dev policy admitting simulated evidence, and ``--workers``
-uvicorn processes on one socket, as ``custodian serve --workers`` runs them), so the server
-never shares a GIL with the load generator. ``--nodes`` simulated nodes
+uvicorn processes, each on its own listening socket in one ``SO_REUSEPORT`` group, as
+``custodian serve --workers`` runs them), so the server never shares a GIL with the load
+generator. ``--nodes`` simulated nodes
 (:class:`SimulatedNode`: simulated TEE, real keys, real crypto) enrol on the lease. Then one
 asyncio load generator keeps ``--concurrency`` keep-alive connections, each owning its share
 of the nodes (so reports of one node are never sent concurrently), and renews as fast as the
@@ -77,9 +78,9 @@ from modellease.attestation import runtime_measurement
 from modellease.custodian import ledger
 from modellease.custodian.app import create_app
 from modellease.custodian.home import CustodianHome
-from modellease.custodian.renewal import RenewalRequest
+from modellease.custodian.renewal import Prepared, RenewalRequest
 from modellease.custodian.service import ControlPlane, LeaseSpec
-from modellease.custodian.serving import listening_socket, run_workers
+from modellease.custodian.serving import listening_sockets, run_workers
 from modellease.custodian.store import connect, migrate
 from modellease.keys import CustodianPublicKey, DataKey
 from modellease.protocol import RenewResponse, verify_grant
@@ -205,11 +206,13 @@ def serve(db_url: str, port: int, home_dir: Path, measurement: bytes, workers: i
 
     class MeteredPlane(ControlPlane):
         def renew_batch(
-            self, requests: Sequence[RenewalRequest]
+            self,
+            requests: Sequence[RenewalRequest],
+            prepared: Sequence[Prepared] | None = None,
         ) -> list[RenewResponse | Exception]:
             start = time.perf_counter()
             try:
-                return super().renew_batch(requests)
+                return super().renew_batch(requests, prepared)
             finally:
                 meter.add(renew_s=time.perf_counter() - start, renew_calls=len(requests), batches=1)
 
@@ -224,7 +227,7 @@ def serve(db_url: str, port: int, home_dir: Path, measurement: bytes, workers: i
 
         return app
 
-    sock = listening_socket("127.0.0.1", port)
+    sockets = listening_sockets("127.0.0.1", port, workers)
     ready = {
         "ready": True,
         "pid": os.getpid(),
@@ -233,7 +236,7 @@ def serve(db_url: str, port: int, home_dir: Path, measurement: bytes, workers: i
         "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
     }
     print(json.dumps(ready), flush=True)
-    run_workers(make_app, sock, workers=workers)
+    run_workers(make_app, sockets)
 
 
 @dataclass
@@ -746,7 +749,8 @@ def markdown(report: dict[str, Any]) -> str:
         "warm-up of each. Every renewal checked (HTTP 200, and a grant whose signature "
         "verifies, or a withheld reason). The server runs in its own process "
         f"(uvicorn, loop `{first['loop']}`, HTTP `{first['http']}`, {first['workers']} worker "
-        "process(es) on one listening socket (`custodian/serving.py`), access log "
+        "process(es), each with its own listening socket in one `SO_REUSEPORT` group "
+        "(`custodian/serving.py`), access log "
         "off); the load generator shares the cores with it. Latency is seen by the client. "
         "CPU columns are cores busy on average over the phase; *other* is everything else "
         "on the machine (other work sharing the VM, kernel); *steal* is time the hypervisor "

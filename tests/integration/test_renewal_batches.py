@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from modellease.custodian import renewal
 from modellease.custodian.batcher import RenewalBatcher
-from modellease.custodian.renewal import RenewalRequest, UnknownReporterError
+from modellease.custodian.renewal import Prepared, RenewalRequest, UnknownReporterError
 from modellease.custodian.service import ControlPlane
 from modellease.custodian.store import AuditEntry, ReportRow, connect
 from modellease.keys import CustodianPublicKey
@@ -113,9 +113,11 @@ class CountingPlane(ControlPlane):
 
     sizes: list[int]
 
-    def renew_batch(self, requests: Sequence[RenewalRequest]) -> list[RenewResponse | Exception]:
+    def renew_batch(
+        self, requests: Sequence[RenewalRequest], prepared: Sequence[Prepared] | None = None
+    ) -> list[RenewResponse | Exception]:
         self.sizes.append(len(requests))
-        return super().renew_batch(requests)
+        return super().renew_batch(requests, prepared)
 
 
 def test_concurrent_renewals_share_one_batch(custodian: Custodian) -> None:
@@ -160,8 +162,7 @@ def test_a_refused_report_in_a_batch_raises_for_its_sender_only(custodian: Custo
 
 def fresh_process_caches(monkeypatch: pytest.MonkeyPatch) -> None:
     """What another worker process sees: no cached keys, no cached last reports."""
-    monkeypatch.setattr(renewal, "_INSTANCE_KEYS", renewal._Lru(renewal.CACHED_INSTANCES))
-    monkeypatch.setattr(renewal, "_LAST_REPORTS", renewal._Lru(renewal.CACHED_INSTANCES))
+    monkeypatch.setattr(renewal, "_CACHES", renewal.new_caches())
 
 
 def test_the_chain_holds_across_processes_that_do_not_share_caches(
@@ -188,8 +189,8 @@ def test_a_forged_report_from_a_known_instance_is_refused_before_the_lock(
     custodian.plane.renew(report(n), now=custodian.clock())  # its key is now known here
     forged = report(n).model_copy(update={"signature": bytes(64)})
     request = RenewalRequest(forged, custodian.clock())
-    early = renewal.check_signature(request)
-    assert isinstance(early, BadSignatureError)
+    early = custodian.plane.prepare_renewal(request)
+    assert isinstance(early.refusal, BadSignatureError)
     before = stored(custodian)
     (outcome,) = custodian.plane.renew_batch([request])
     assert isinstance(outcome, BadSignatureError)
@@ -222,13 +223,74 @@ def test_a_cache_left_behind_by_another_worker_is_never_trusted(
     (n,) = nodes(custodian, 1)
     now = custodian.clock()
     custodian.plane.renew(report(n), now=now)
-    worker_a = (renewal._INSTANCE_KEYS, renewal._LAST_REPORTS)  # holds report 1
+    worker_a = renewal._CACHES  # holds report 1
     fresh_process_caches(monkeypatch)
     second = report(n)
     custodian.plane.renew(second, now=now)  # on worker B
-    monkeypatch.setattr(renewal, "_INSTANCE_KEYS", worker_a[0])
-    monkeypatch.setattr(renewal, "_LAST_REPORTS", worker_a[1])
+    monkeypatch.setattr(renewal, "_CACHES", worker_a)
     retry = custodian.plane.renew(second, now=now)  # back on A: a retry, not a replay
     assert retry.grant is not None
     assert custodian.plane.renew(report(n), now=now).grant is not None  # and the chain goes on
     assert [seq for _, seq in stored(custodian)[0]] == [1, 2, 3]
+
+
+def _grant_seq(answer: RenewResponse | Exception) -> int:
+    assert isinstance(answer, RenewResponse)
+    assert answer.grant is not None
+    return int(json.loads(answer.grant.payload)["seq"])
+
+
+def test_a_grant_signed_before_the_lock_is_the_one_sent_when_the_ledger_agrees(
+    custodian: Custodian,
+) -> None:
+    (n,) = nodes(custodian, 1)
+    custodian.plane.renew(report(n), now=custodian.clock())  # this process now knows n
+    request = RenewalRequest(report(n), custodian.clock())
+    prepared = custodian.plane.prepare_renewal(request)
+    assert prepared.speculation is not None
+    (answer,) = custodian.plane.renew_batch([request], [prepared])
+    assert isinstance(answer, RenewResponse)
+    assert answer.grant is prepared.speculation.signed  # no second signature under the lock
+    assert _grant_seq(answer) == prepared.speculation.terms.seq == 3  # enrolment's grant was 1
+
+
+def test_a_grant_signed_from_stale_states_is_never_sent(
+    custodian: Custodian, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker A saw report 1; worker B took report 2; A's guess for report 3 is one grant late."""
+    (n,) = nodes(custodian, 1)
+    custodian.plane.renew(report(n), now=custodian.clock())
+    worker_a = renewal._CACHES
+    fresh_process_caches(monkeypatch)
+    custodian.plane.renew(report(n), now=custodian.clock())  # on worker B
+    monkeypatch.setattr(renewal, "_CACHES", worker_a)
+    request = RenewalRequest(report(n), custodian.clock())
+    prepared = custodian.plane.prepare_renewal(request)
+    assert prepared.speculation is not None
+    assert prepared.speculation.terms.seq == 3  # what A expects after report 1's grant (2)
+    (answer,) = custodian.plane.renew_batch([request], [prepared])
+    assert isinstance(answer, RenewResponse)
+    assert answer.grant is not None
+    assert answer.grant.to_json() != prepared.speculation.signed.to_json()
+    assert _grant_seq(answer) == 4  # the ledger's own decision, signed under the lock
+    verify_grant(
+        answer.grant,
+        custodian_keys=[CustodianPublicKey(custodian.home.public_key)],
+        lease_id="lease-1",
+        instance_id=str(n.instance_id),
+    )
+
+
+def test_a_grant_signed_before_a_kill_is_never_sent(custodian: Custodian) -> None:
+    (n,) = nodes(custodian, 1)
+    plane = custodian.plane
+    plane.renew(report(n), now=custodian.clock())
+    request = RenewalRequest(report(n), custodian.clock())
+    prepared: Prepared = plane.prepare_renewal(request)
+    assert prepared.speculation is not None
+    plane.order(lease_id="lease-1", kind="kill", instance_id=None, reason="x", now=request.now)
+    (answer,) = plane.renew_batch([request], [prepared])
+    assert isinstance(answer, RenewResponse)
+    assert answer.grant is None
+    assert answer.withheld == "instance_ended"
+    assert [json.loads(o.payload)["kind"] for o in answer.orders] == ["kill"]

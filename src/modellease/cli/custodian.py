@@ -26,7 +26,7 @@ from modellease.custodian import audit, auth
 from modellease.custodian.app import create_app
 from modellease.custodian.home import CustodianHome, read_passphrase_file, resolve_home
 from modellease.custodian.service import ControlPlane
-from modellease.custodian.serving import listening_socket, run_workers
+from modellease.custodian.serving import listening_sockets, run_workers
 from modellease.custodian.store import connect, default_url, migrate
 from modellease.logs import LogFormat
 
@@ -123,7 +123,7 @@ def serve(
         if token is not None:
             err.print("first operator token (shown once, store it now):")
             err.print(token)
-        sock = listening_socket(host, port)
+        sockets = listening_sockets(host, port, workers)
         engine.dispose()  # no connection may be shared with the forked workers
 
         def make_app() -> FastAPI:
@@ -136,7 +136,8 @@ def serve(
 
         out.print(f"custodian {loaded.fingerprint} serving on http://{host}:{port}")
         try:
-            run_workers(make_app, sock, workers=workers, background=sweep)
+            run_workers(make_app, sockets, background=sweep)
         finally:
-            sock.close()
+            for sock in sockets:
+                sock.close()
             engine.dispose()

@@ -547,7 +547,8 @@ def append_many(session: Session, entries: Sequence[NewEntry]) -> list[AppendedE
     if not entries:
         return []
     _lock_log(session)
-    last = session.execute(_SELECT_HEAD).first()
+    connection = session.connection()  # Core statements: no ORM work on the hot path
+    last = connection.execute(_SELECT_HEAD).first()
     head = GENESIS_HEAD if last is None else ChainHead(seq=last.seq, hash=last.hash)
     if head.seq > MAX_SEQ - len(entries):
         raise RuntimeError("the audit log is full")
@@ -579,7 +580,7 @@ def append_many(session: Session, entries: Sequence[NewEntry]) -> list[AppendedE
         )
         appended.append(AppendedEntry(seq=seq, hash=digest, prev_hash=prev))
         head = ChainHead(seq=seq, hash=digest)
-    session.execute(_INSERT_ENTRIES, rows)  # Core: no per-row ORM bookkeeping
+    connection.execute(_INSERT_ENTRIES, rows)
     return appended
 
 

@@ -1,9 +1,12 @@
 """Group commit for renewals: reports that arrive while a batch is being written go together.
 
-Runs on the server's event loop, so it needs no lock: a request appends its report to the
-pending list and awaits its own answer; if no batch is being written, it starts one. A batch
-takes everything pending (up to ``MAX_BATCH``) to :meth:`ControlPlane.renew_batch` in a
-worker thread, then hands each request its outcome. Under light load a batch holds one
+Runs on the server's event loop, so it needs no lock: a request prepares its report (the
+work that needs no lock: :meth:`ControlPlane.prepare_renewal`), appends it to the pending
+list and awaits its own answer; if no batch is being written, it starts one. A batch takes
+everything pending (up to ``MAX_BATCH``) to :meth:`ControlPlane.renew_batch` in a worker
+thread, then hands each request its outcome. Preparing on the event loop, as reports
+arrive, fills the time a batch waits for the store's lock (another worker process holds
+it) with work that would otherwise lengthen the next batch. Under light load a batch holds one
 report and nothing waits; under heavy load one commit serves many reports. No request is
 answered before the commit that stored its report.
 """
@@ -15,11 +18,11 @@ from datetime import datetime
 
 from starlette.concurrency import run_in_threadpool
 
-from modellease.custodian.renewal import MAX_BATCH, RenewalRequest
+from modellease.custodian.renewal import MAX_BATCH, Prepared, RenewalRequest
 from modellease.custodian.service import ControlPlane
 from modellease.protocol import RenewResponse, SignedDocument
 
-_Pending = tuple[RenewalRequest, "asyncio.Future[RenewResponse]"]
+_Pending = tuple[RenewalRequest, Prepared, "asyncio.Future[RenewResponse]"]
 
 
 class RenewalBatcher:
@@ -34,7 +37,8 @@ class RenewalBatcher:
     async def renew(self, signed: SignedDocument, *, now: datetime) -> RenewResponse:
         """Queue one report; return its answer once its batch has committed, or raise."""
         answer: asyncio.Future[RenewResponse] = asyncio.get_running_loop().create_future()
-        self._pending.append((RenewalRequest(signed, now), answer))
+        request = RenewalRequest(signed, now)
+        self._pending.append((request, self._plane.prepare_renewal(request), answer))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_all())
         return await answer
@@ -51,11 +55,11 @@ class RenewalBatcher:
     async def _write(self, batch: list[_Pending]) -> None:
         try:
             outcomes = await run_in_threadpool(
-                self._plane.renew_batch, [request for request, _ in batch]
+                self._plane.renew_batch, [r for r, _, _ in batch], [p for _, p, _ in batch]
             )
         except Exception as exc:
             outcomes = [exc] * len(batch)
-        for (_, answer), outcome in zip(batch, outcomes, strict=True):
+        for (_, _, answer), outcome in zip(batch, outcomes, strict=True):
             if answer.done():  # the client went away; its report is stored all the same
                 continue
             if isinstance(outcome, Exception):

@@ -17,12 +17,23 @@ Rules:
 * a report is stored with its answer, and its audit entry, before any answer is sent;
 * decisions are taken by the pure kernels only (``verify_report``, ``check_report_chain``,
   the ledger); the clock is a parameter;
-* work that needs no shared state is done before the locks: a report's signature is checked
-  by :func:`check_signature` when this process already knows its signer's key, and is used
-  only if the instance found under the lock is the one it was checked for;
-* two per-process caches save parsing (an instance's key; its last accepted report). Both
-  are keyed by what cannot change or by what the locked row says (sequence and digest), so
-  a stale entry is never used, only missed.
+* work that needs no shared state is done before the locks, by :func:`prepare`, so that the
+  locks (one writer at a time on SQLite) are held as briefly as possible:
+
+  - a report's signature is checked when this process already knows its signer's key, and
+    the result is used only if the instance found under the lock is the one it was checked
+    for;
+  - the grant the ledger would issue is worked out from the states this process saw last,
+    and signed (a *speculative* grant). Under the lock the ledger decides again from the
+    locked rows; the signed grant is used only if every field of the grant it decides is
+    equal to the speculative one (:class:`GrantTerms`), which makes it the very document
+    signing then would give (Ed25519 signatures are deterministic). Otherwise the decided
+    grant is signed under the lock. A speculative grant that is not used is dropped
+    unsent;
+* three per-process caches (an instance's key; its last accepted report; the ledger states
+  after its last renewal) save parsing and signing under the lock. They are keyed by what
+  cannot change or by what the locked row says (sequence and digest), or only ever feed a
+  speculation that the locked rows confirm, so a stale entry is never used, only missed.
 """
 
 from __future__ import annotations
@@ -34,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, event, insert, select, tuple_, update
+from sqlalchemy import Connection, Table, bindparam, event, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import BindParameter
@@ -62,7 +73,7 @@ from modellease.protocol import (
     sign_message,
     verify_report,
 )
-from modellease.protocol.messages import MAX_ORDERS_PER_RESPONSE, DuplicateReportError
+from modellease.protocol.messages import MAX_ORDERS_PER_RESPONSE, DuplicateReportError, Unit
 
 MAX_BATCH = 256  # reports per transaction: bounds the statement sizes and a batch's latency
 CACHED_INSTANCES = 65_536  # instances whose key and last report this process keeps
@@ -90,16 +101,26 @@ Outcome = RenewResponse | InvalidInputError
 """The answer to one report: a response, or the typed refusal to send instead."""
 
 
-def sign_grant(
-    signer: SigningKey,
-    *,
-    bundle_id: str,
-    lease: ledger.LeaseState,
-    grant: ledger.Grant,
-    now: datetime,
-) -> SignedDocument:
-    """The custodian-signed wire form of a grant the ledger issued for ``lease``."""
-    message = Grant(
+@dataclass(frozen=True, slots=True)
+class GrantTerms:
+    """Every field of a grant message, as it is signed: equal terms make an equal message."""
+
+    lease_id: str
+    instance_id: str
+    bundle_id: str
+    seq: int
+    allowance: int
+    unit: Unit
+    issued_at: str
+    valid_until: str
+    hard_expiry_at: str
+
+
+def grant_terms(
+    *, bundle_id: str, lease: ledger.LeaseState, grant: ledger.Grant, now: datetime
+) -> GrantTerms:
+    """The terms of a grant the ledger issued for ``lease`` at ``now``."""
+    return GrantTerms(
         lease_id=lease.lease_id,
         instance_id=grant.instance_id,
         bundle_id=bundle_id,
@@ -109,6 +130,21 @@ def sign_grant(
         issued_at=format_timestamp(now),
         valid_until=format_timestamp(grant.valid_until),
         hard_expiry_at=format_timestamp(grant.valid_until + lease.terms.hard_expiry),
+    )
+
+
+def sign_grant(signer: SigningKey, terms: GrantTerms) -> SignedDocument:
+    """The custodian-signed wire form of a grant with these terms."""
+    message = Grant(
+        lease_id=terms.lease_id,
+        instance_id=terms.instance_id,
+        bundle_id=terms.bundle_id,
+        seq=terms.seq,
+        allowance=terms.allowance,
+        unit=terms.unit,
+        issued_at=terms.issued_at,
+        valid_until=terms.valid_until,
+        hard_expiry_at=terms.hard_expiry_at,
     )
     return sign_message(message, signer=signer)
 
@@ -161,13 +197,116 @@ class _Lru(Generic[K, V]):
                 self._entries.popitem(last=False)
 
 
-# The last accepted report of recently seen instances, parsed, keyed by (instance id, seq,
-# digest). A renewal checks the new report against the previous one; parsing that one again
-# from the store costs as much as parsing the new one. An entry is used only if its instance,
-# sequence number *and* digest are those in the instance's row, read under the batch's lock,
-# so a stale entry can never be mistaken for the real predecessor: at worst it is not found,
-# and the store is read instead. Entries are stored only once their batch has committed.
-_LAST_REPORTS: _Lru[tuple[str, int, str], _Accepted] = _Lru(CACHED_INSTANCES)
+@dataclass(frozen=True, slots=True)
+class _KnownKey:
+    instance_id: str
+    lease_id: str
+    signing_key: str  # hex
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """An instance's ledger state and its lease's, as this process's last batch left them."""
+
+    bundle_id: str
+    lease: ledger.LeaseState
+    instance: ledger.InstanceState
+
+
+@dataclass(frozen=True, slots=True)
+class _Caches:
+    """What one process remembers between batches (see the module doc)."""
+
+    # Which instance holds which signing key, by key fingerprint. An instance's id, lease
+    # and signing key never change once enrolled, so this may be used outside any
+    # transaction: it lets a report's signature be checked before the batch takes its locks.
+    keys: _Lru[str, _KnownKey]
+    # The last accepted report of an instance, parsed, by (instance id, seq, digest). A
+    # renewal checks the new report against the previous one; parsing that one again costs
+    # as much as parsing the new one. An entry is used only if its instance, sequence number
+    # *and* digest are those in the instance's locked row, so a stale entry can never be
+    # mistaken for the real predecessor: at worst it is not found, and the store is read.
+    last_reports: _Lru[tuple[str, int, str], _Accepted]
+    # The states after an instance's last renewal here, by key fingerprint: they only feed
+    # a speculative grant, which is used only if the locked rows lead to the same one.
+    seen: _Lru[str, _Seen]
+
+
+def new_caches() -> _Caches:
+    """Empty caches, as a process starts with."""
+    return _Caches(
+        keys=_Lru(CACHED_INSTANCES),
+        last_reports=_Lru(CACHED_INSTANCES),
+        seen=_Lru(CACHED_INSTANCES),
+    )
+
+
+_CACHES = new_caches()  # this process's; entries are stored only once their batch committed
+
+
+@dataclass(frozen=True, slots=True)
+class _Speculation:
+    """A grant signed before the lock, and the whole answer that carries it with no orders."""
+
+    terms: GrantTerms
+    signed: SignedDocument
+    response_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What :func:`prepare` worked out for one report before the batch's locks."""
+
+    stored_json: str  # the report's canonical wire form, as stored
+    digest: str
+    report: UsageReport | None = None  # verified with the key of the instance this names
+    refusal: InvalidInputError | None = None  # the report can only be refused
+    speculation: _Speculation | None = None
+
+
+def prepare(request: RenewalRequest, *, signer: SigningKey) -> Prepared:
+    """Everything about ``request`` that needs neither the store nor a lock.
+
+    Pure apart from the caches: call it outside the transaction. If this process does not
+    know the signer's key, only the report's stored form is prepared; the batch then
+    verifies the report itself, under its lock.
+    """
+    signed = request.signed
+    stored_json, digest = signed.to_json().decode(), signed.digest()
+    known = _CACHES.keys.get(signed.key_id)
+    if known is None:
+        return Prepared(stored_json, digest)
+    try:
+        report = verify_report(
+            signed,
+            instance_key=InstanceSigningKey(bytes.fromhex(known.signing_key)),
+            lease_id=known.lease_id,
+            instance_id=known.instance_id,
+        )
+    except InvalidInputError as exc:
+        return Prepared(stored_json, digest, refusal=exc)
+    return Prepared(stored_json, digest, report, speculation=_speculate(request, report, signer))
+
+
+def _speculate(
+    request: RenewalRequest, report: UsageReport, signer: SigningKey
+) -> _Speculation | None:
+    """The grant the ledger would issue if the locked rows are as this process last saw them."""
+    seen = _CACHES.seen.get(request.signed.key_id)
+    if seen is None:
+        return None
+    usage = usage_in_units(seen.lease.terms.unit, report)
+    try:
+        renewal = ledger.renew(seen.lease, seen.instance, usage=usage, now=request.now)
+    except ledger.LedgerError:
+        return None
+    if renewal.grant is None:
+        return None
+    terms = grant_terms(
+        bundle_id=seen.bundle_id, lease=renewal.lease, grant=renewal.grant, now=request.now
+    )
+    signed = sign_grant(signer, terms)
+    return _Speculation(terms, signed, RenewResponse(grant=signed).model_dump_json())
 
 
 @dataclass(slots=True)
@@ -249,16 +388,24 @@ _INSERT_REPORTS = insert(_REPORTS)
 _INSERT_GRANTS = insert(cast(Table, GrantRow.__table__))
 
 
-def _load(session: Session, requests: Sequence[RenewalRequest]) -> _Batch:
+def _lease_ids(connection: Connection, key_ids: list[str]) -> list[str]:
+    """The leases of the instances holding these keys: from the key cache if it knows all."""
+    known = [_CACHES.keys.get(k) for k in key_ids]
+    if all(k is not None for k in known):
+        return sorted({k.lease_id for k in known if k is not None})
+    return sorted(set(connection.scalars(_SELECT_LEASE_IDS, {"keys": key_ids})))
+
+
+def _load(connection: Connection, requests: Sequence[RenewalRequest]) -> _Batch:
     key_ids = sorted({r.signed.key_id for r in requests})
-    lease_ids = sorted(set(session.scalars(_SELECT_LEASE_IDS, {"keys": key_ids})))
+    lease_ids = _lease_ids(connection, key_ids)
     leases = {
         row.id: _Lease(bundle_id=row.bundle_id, state=lease_state(row))
-        for row in session.execute(_LOCK_LEASES, {"ids": lease_ids})
+        for row in connection.execute(_LOCK_LEASES, {"ids": lease_ids})
     }
-    rows = session.execute(_LOCK_INSTANCES, {"keys": key_ids}).all()
+    rows = connection.execute(_LOCK_INSTANCES, {"keys": key_ids}).all()
     for row in rows:
-        _INSTANCE_KEYS.put(row.signing_key_id, _KnownKey(row.id, row.lease_id, row.signing_key))
+        _CACHES.keys.put(row.signing_key_id, _KnownKey(row.id, row.lease_id, row.signing_key))
     instances = {
         row.signing_key_id: _Instance(
             id=row.id,
@@ -274,19 +421,19 @@ def _load(session: Session, requests: Sequence[RenewalRequest]) -> _Batch:
     return _Batch(
         leases=leases,
         instances=instances,
-        last=_last_reports(session, instances.values()),
-        orders=_orders(session, lease_ids),
+        last=_last_reports(connection, instances.values()),
+        orders=_orders(connection, lease_ids),
     )
 
 
-def _last_reports(session: Session, instances: Iterable[_Instance]) -> dict[str, _Accepted]:
+def _last_reports(connection: Connection, instances: Iterable[_Instance]) -> dict[str, _Accepted]:
     """Each instance's last accepted report: from this process's cache, else the store."""
     found: dict[str, _Accepted] = {}
     missing = []
     for i in instances:
         if i.last_report_seq == 0:
             continue
-        cached = _LAST_REPORTS.get((i.id, i.last_report_seq, i.last_report_digest))
+        cached = _CACHES.last_reports.get((i.id, i.last_report_seq, i.last_report_digest))
         if cached is not None:
             found[i.id] = cached
         else:
@@ -294,7 +441,7 @@ def _last_reports(session: Session, instances: Iterable[_Instance]) -> dict[str,
     if missing:
         pairs = tuple_(ReportRow.instance_id, ReportRow.seq).in_(missing)
         query = select(ReportRow.instance_id, ReportRow.signed_json, ReportRow.response_json)
-        for row in session.execute(query.where(pairs)):
+        for row in connection.execute(query.where(pairs)):
             signed = SignedDocument.from_json(row.signed_json.encode())
             report = UsageReport.model_validate_json(signed.payload)
             found[row.instance_id] = _Accepted(signed, report, row.response_json)
@@ -308,10 +455,10 @@ class _StoredOrder:
     signed: SignedDocument
 
 
-def _orders(session: Session, lease_ids: list[str]) -> dict[str, list[_StoredOrder]]:
+def _orders(connection: Connection, lease_ids: list[str]) -> dict[str, list[_StoredOrder]]:
     """Every order of these leases, in order."""
     orders: dict[str, list[_StoredOrder]] = {i: [] for i in lease_ids}
-    for row in session.execute(_SELECT_ORDERS, {"ids": lease_ids}):
+    for row in connection.execute(_SELECT_ORDERS, {"ids": lease_ids}):
         signed = SignedDocument.from_json(row.signed_json.encode())
         orders[row.lease_id].append(_StoredOrder(row.instance_id, row.kind, signed))
     return orders
@@ -335,62 +482,25 @@ def orders_for(stored: Sequence[_StoredOrder], instance_id: str) -> list[SignedD
     return [o.signed for o in applicable]
 
 
-@dataclass(frozen=True, slots=True)
-class _KnownKey:
-    instance_id: str
-    lease_id: str
-    signing_key: str  # hex
-
-
-# Which instance holds which signing key, for instances this process has seen, by key
-# fingerprint. An instance's id, lease and signing key never change once enrolled, so this
-# may be used outside any transaction: it lets a report's signature be checked before the
-# batch takes its locks (that check is the costliest step, and needs no shared state).
-_INSTANCE_KEYS: _Lru[str, _KnownKey] = _Lru(CACHED_INSTANCES)
-
-Checked = UsageReport | InvalidInputError | None
-"""A report verified before the transaction, the refusal of it, or ``None`` (not yet known)."""
-
-
-def check_signature(request: RenewalRequest) -> Checked:
-    """Verify a report's signature and form without the store, if its signer is known here.
-
-    Pure apart from the key cache: call it outside the transaction. ``None`` means the
-    signer is not in this process's cache; the batch then verifies the report itself.
-    """
-    known = _INSTANCE_KEYS.get(request.signed.key_id)
-    if known is None:
-        return None
-    try:
-        return verify_report(
-            request.signed,
-            instance_key=InstanceSigningKey(bytes.fromhex(known.signing_key)),
-            lease_id=known.lease_id,
-            instance_id=known.instance_id,
-        )
-    except InvalidInputError as exc:
-        return exc
-
-
 def renew_batch(
     session: Session,
     requests: Sequence[RenewalRequest],
     *,
     signer: SigningKey,
-    checked: Sequence[Checked] | None = None,
+    prepared: Sequence[Prepared],
 ) -> list[Outcome]:
     """Judge and record every report of ``requests`` in the caller's transaction.
 
-    ``checked`` holds :func:`check_signature`'s result for each request, if it ran before
-    the transaction. Returns one outcome per request, in order. The caller commits; nothing
-    may be answered before that commit succeeds.
+    ``prepared`` holds :func:`prepare`'s result for each request, made before the
+    transaction. Returns one outcome per request, in order. The caller commits; nothing may
+    be answered before that commit succeeds.
     """
-    batch = _load(session, requests)
+    batch = _load(session.connection(), requests)  # Core on the connection: no ORM work
     outcomes: list[Outcome] = []
-    for request, early in zip(requests, checked or [None] * len(requests), strict=True):
+    for request, early in zip(requests, prepared, strict=True):
         try:
-            if isinstance(early, InvalidInputError):
-                raise early
+            if early.refusal is not None:
+                raise early.refusal
             outcomes.append(_renew_one(batch, request, signer, early))
         except InvalidInputError as exc:
             outcomes.append(exc)
@@ -404,12 +514,15 @@ def _write(session: Session, batch: _Batch) -> None:
     Core statements, not the ORM's bulk forms: the rows are plain dicts already, and the
     ORM's per-row bookkeeping was the larger part of the batch's SQL time.
     """
+    connection = session.connection()
     leases = [lease for lease in batch.leases.values() if lease.changed]
     if leases:
-        session.execute(_UPDATE_LEASE, [{"lease": x.id, **lease_values(x.state)} for x in leases])
+        connection.execute(
+            _UPDATE_LEASE, [{"lease": x.id, **lease_values(x.state)} for x in leases]
+        )
     changed = [i for i in batch.instances.values() if i.changed]
     if changed:
-        session.execute(
+        connection.execute(
             _UPDATE_INSTANCE,
             [
                 {
@@ -422,32 +535,39 @@ def _write(session: Session, batch: _Batch) -> None:
             ],
         )
     if batch.reports:
-        session.execute(_INSERT_REPORTS, batch.reports)
+        connection.execute(_INSERT_REPORTS, batch.reports)
     if batch.grants:
-        session.execute(_INSERT_GRANTS, batch.grants)
+        connection.execute(_INSERT_GRANTS, batch.grants)
     audit.append_many(session, batch.entries)
+    caches = _CACHES
     remember = [
-        ((i.id, i.last_report_seq, i.last_report_digest), batch.last[i.id]) for i in changed
+        (
+            i.signing_key_id,
+            (i.id, i.last_report_seq, i.last_report_digest),
+            batch.last[i.id],
+            _Seen(batch.leases[i.lease_id].bundle_id, batch.leases[i.lease_id].state, i.state),
+        )
+        for i in changed
     ]
 
     def cache_once_committed(_session: Session) -> None:
-        for key, accepted in remember:
-            _LAST_REPORTS.put(key, accepted)
+        for key_id, last_key, accepted, seen in remember:
+            caches.last_reports.put(last_key, accepted)
+            caches.seen.put(key_id, seen)
 
     event.listen(session, "after_commit", cache_once_committed, once=True)
 
 
 def _renew_one(
-    batch: _Batch, request: RenewalRequest, signer: SigningKey, early: UsageReport | None
+    batch: _Batch, request: RenewalRequest, signer: SigningKey, early: Prepared
 ) -> RenewResponse:
     signed, now = request.signed, request.now
     instance = batch.instances.get(signed.key_id)
     if instance is None:
         raise UnknownReporterError("the message is signed by no enrolled instance's key")
     lease = batch.leases[instance.lease_id]
-    if early is not None and (early.instance_id, early.lease_id) == (instance.id, lease.id):
-        report = early  # verified before the transaction with this very instance's key
-    else:
+    report = early.report
+    if report is None or (report.instance_id, report.lease_id) != (instance.id, lease.id):
         report = verify_report(
             signed,
             instance_key=InstanceSigningKey(bytes.fromhex(instance.signing_key)),
@@ -465,17 +585,21 @@ def _renew_one(
     except DuplicateReportError:
         assert previous is not None  # a duplicate of nothing cannot be
         return RenewResponse.model_validate_json(previous.response_json)
-    response, granted = _answer(
-        batch, lease=lease, instance=instance, report=report, now=now, signer=signer
+    response, granted, response_json = _answer(
+        batch,
+        lease=lease,
+        instance=instance,
+        report=report,
+        now=now,
+        signer=signer,
+        speculation=early.speculation,
     )
-    digest = signed.digest()
-    response_json = response.model_dump_json()
     batch.reports.append(
         {
             "instance_id": instance.id,
             "seq": report.seq,
-            "digest": digest,
-            "signed_json": signed.to_json().decode(),
+            "digest": early.digest,
+            "signed_json": early.stored_json,
             "response_json": response_json,
             "received_at": now,
         }
@@ -490,7 +614,7 @@ def _renew_one(
             }
         )
     batch.last[instance.id] = _Accepted(signed, report, response_json)
-    instance.last_report_seq, instance.last_report_digest = report.seq, digest
+    instance.last_report_seq, instance.last_report_digest = report.seq, early.digest
     instance.changed = True
     detail: dict[str, object] = {
         "instance_id": instance.id,
@@ -521,19 +645,31 @@ def _answer(
     report: UsageReport,
     now: datetime,
     signer: SigningKey,
-) -> tuple[RenewResponse, ledger.Grant | None]:
-    """The ledger's decision for this report, applied to the batch's rows in memory."""
+    speculation: _Speculation | None,
+) -> tuple[RenewResponse, ledger.Grant | None, str]:
+    """The ledger's decision for this report, applied to the batch's rows in memory.
+
+    Returns the answer, the grant it carries (if any) and the answer's JSON.
+    """
     orders = orders_for(batch.orders[lease.id], instance.id)
     if lease.state.killed or instance.state.status != ledger.InstanceStatus.ACTIVE:
-        return RenewResponse(withheld="instance_ended", orders=orders), None
+        response = RenewResponse(withheld="instance_ended", orders=orders)
+        return response, None, response.model_dump_json()
     usage = usage_in_units(lease.state.terms.unit, report)
     renewal = ledger.renew(lease.state, instance.state, usage=usage, now=now)
     lease.state, lease.changed = renewal.lease, True
     instance.state = renewal.instance
     if renewal.grant is None:
         withheld = renewal.withheld.value if renewal.withheld else None
-        return RenewResponse(withheld=withheld, orders=orders), None  # type: ignore[arg-type]
-    signed_grant = sign_grant(
-        signer, bundle_id=lease.bundle_id, lease=renewal.lease, grant=renewal.grant, now=now
+        response = RenewResponse(withheld=withheld, orders=orders)  # type: ignore[arg-type]
+        return response, None, response.model_dump_json()
+    terms = grant_terms(
+        bundle_id=lease.bundle_id, lease=renewal.lease, grant=renewal.grant, now=now
     )
-    return RenewResponse(grant=signed_grant, orders=orders), renewal.grant
+    if speculation is not None and speculation.terms == terms:  # the grant signed before the lock
+        response = RenewResponse(grant=speculation.signed, orders=orders)
+        if not orders:
+            return response, renewal.grant, speculation.response_json
+        return response, renewal.grant, response.model_dump_json()
+    response = RenewResponse(grant=sign_grant(signer, terms), orders=orders)
+    return response, renewal.grant, response.model_dump_json()

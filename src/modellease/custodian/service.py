@@ -40,10 +40,12 @@ from modellease.custodian.records import (
     store_lease,
 )
 from modellease.custodian.renewal import (
+    Prepared,
     RenewalRequest,
     UnknownReporterError,
-    check_signature,
     grant_row,
+    grant_terms,
+    prepare,
     renew_batch,
     sign_grant,
 )
@@ -142,9 +144,10 @@ class ControlPlane:
         self, session: Session, lease: LeaseRow, grant: ledger.Grant, now: datetime
     ) -> SignedDocument:
         """Sign a grant the ledger issued, store it, and audit it, in the caller's transaction."""
-        signed = sign_grant(
-            self._signer, bundle_id=lease.bundle_id, lease=lease_state(lease), grant=grant, now=now
+        terms = grant_terms(
+            bundle_id=lease.bundle_id, lease=lease_state(lease), grant=grant, now=now
         )
+        signed = sign_grant(self._signer, terms)
         session.add(grant_row(grant, signed, now))
         audit.append(
             session,
@@ -347,21 +350,30 @@ class ControlPlane:
             raise outcome
         return outcome
 
-    def renew_batch(self, requests: Sequence[RenewalRequest]) -> list[RenewResponse | Exception]:
+    def prepare_renewal(self, request: RenewalRequest) -> Prepared:
+        """The work on one report that needs no lock (:func:`~.renewal.prepare`)."""
+        return prepare(request, signer=self._signer)
+
+    def renew_batch(
+        self, requests: Sequence[RenewalRequest], prepared: Sequence[Prepared] | None = None
+    ) -> list[RenewResponse | Exception]:
         """Judge many reports in one transaction (:mod:`~modellease.custodian.renewal`).
 
-        One outcome per request, in order: the answer, or the error to raise for it. If the
-        batch's transaction fails as a whole (a database error, a conflict with another
-        writer), each report is retried alone, so one cannot fail the others.
+        ``prepared``: :meth:`prepare_renewal`'s result for each request, if the caller already
+        has it (else it is made here, before the transaction). One outcome per request, in
+        order: the answer, or the error to raise for it. If the batch's transaction fails as
+        a whole (a database error, a conflict with another writer), each report is retried
+        alone, so one cannot fail the others.
         """
-        checked = [check_signature(r) for r in requests]  # before any lock: costly, pure
+        if prepared is None:
+            prepared = [self.prepare_renewal(r) for r in requests]
         try:
             with self._sessions.begin() as session:
-                return list(renew_batch(session, requests, signer=self._signer, checked=checked))
+                return list(renew_batch(session, requests, signer=self._signer, prepared=prepared))
         except Exception as exc:
             if len(requests) == 1:
                 return [exc]
-        return [self.renew_batch([request])[0] for request in requests]
+        return [self.renew_batch([r], [p])[0] for r, p in zip(requests, prepared, strict=True)]
 
     # ------------------------------------------------------------------ orders
     def order(

@@ -1,7 +1,8 @@
-"""What ``custodian/serving.py`` does to the process before it serves."""
+"""What ``custodian/serving.py`` does before it serves: the sockets, the process's heap."""
 
 from __future__ import annotations
 
+import errno
 import gc
 import socket
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from modellease.custodian.serving import listening_socket, run_workers
+from modellease.custodian.serving import MAX_WORKERS, listening_sockets, run_workers
 
 
 @pytest.fixture
@@ -36,7 +37,62 @@ def test_start_up_objects_are_frozen_before_serving(
 
     monkeypatch.setattr(uvicorn.Server, "run", run)
     assert gc.get_freeze_count() == 0
-    with listening_socket("127.0.0.1", 0) as sock:
-        run_workers(lambda: _app, sock, workers=1)
+    (sock,) = listening_sockets("127.0.0.1", 0)
+    with sock:
+        run_workers(lambda: _app, [sock])
     assert len(frozen_when_serving) == 1
     assert frozen_when_serving[0] > 0
+
+
+def _accepted(sock: socket.socket) -> int:
+    """How many connections are waiting in ``sock``'s accept queue (accepting them all)."""
+    sock.setblocking(False)
+    count = 0
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except BlockingIOError:
+            return count
+        conn.close()
+        count += 1
+
+
+def test_several_workers_get_a_socket_each_and_a_share_of_the_connections() -> None:
+    """One SO_REUSEPORT group: the kernel spreads connections, none waits on a busy worker."""
+    sockets = listening_sockets("127.0.0.1", 0, 2)
+    try:
+        port = sockets[0].getsockname()[1]
+        assert sockets[1].getsockname()[1] == port
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(64)]
+        counts = [_accepted(s) for s in sockets]
+        for c in clients:
+            c.close()
+    finally:
+        for s in sockets:
+            s.close()
+    assert sum(counts) == 64
+    assert min(counts) >= 8  # by hash of the client port: 32 +- 4 expected; < 8 is ~1e-11
+
+
+def test_a_port_someone_listens_on_is_refused_not_shared() -> None:
+    (first,) = listening_sockets("127.0.0.1", 0)
+    with first:
+        port = first.getsockname()[1]
+        for count in (1, 2):
+            with pytest.raises(OSError, match="in use") as refused:
+                listening_sockets("127.0.0.1", port, count)
+            assert refused.value.errno == errno.EADDRINUSE
+    group = listening_sockets("127.0.0.1", 0, 2)  # nor may a group be joined by another
+    try:
+        with pytest.raises(OSError, match="in use") as refused:
+            listening_sockets("127.0.0.1", group[0].getsockname()[1], 2)
+        assert refused.value.errno == errno.EADDRINUSE
+    finally:
+        for s in group:
+            s.close()
+
+
+@pytest.mark.parametrize("count", [0, MAX_WORKERS + 1])
+def test_the_number_of_workers_is_bounded(count: int) -> None:
+    with pytest.raises(ValueError, match="workers must be between 1 and"):
+        listening_sockets("127.0.0.1", 0, count)
