@@ -1,14 +1,26 @@
 """Group commit for renewals: reports that arrive while a batch is being written go together.
 
-Runs on the server's event loop, so it needs no lock: a request prepares its report (the
-work that needs no lock: :meth:`ControlPlane.prepare_renewal`), appends it to the pending
-list and awaits its own answer; if no batch is being written, it starts one. A batch takes
-everything pending (up to ``MAX_BATCH``) to :meth:`ControlPlane.renew_batch` in a worker
-thread, then hands each request its outcome. Preparing on the event loop, as reports
-arrive, fills the time a batch waits for the store's lock (another worker process holds
-it) with work that would otherwise lengthen the next batch. Under light load a batch holds one
-report and nothing waits; under heavy load one commit serves many reports. No request is
-answered before the commit that stored its report.
+Runs on the server's event loop, so it needs no lock of its own: a request prepares its
+report (the work that needs no lock: :meth:`ControlPlane.prepare_renewal`), appends it to
+the pending list and awaits its own answer; if no batch is being written, it starts one. A
+batch takes everything pending (up to ``MAX_BATCH``) to :meth:`ControlPlane.renew_batch`,
+then hands each request its outcome. Under light load a batch holds one report and nothing
+waits; under heavy load one commit serves many reports. No request is answered before the
+commit that stored its report.
+
+Where the batch runs:
+
+* on SQLite, whose writers take turns on the database's writer lock
+  (:mod:`~modellease.custodian.store.writer_lock`): the lock is waited for on a worker
+  thread, then the batch runs on the event loop. Holding the one lock every worker process
+  needs, the batch should not share its process's interpreter with another thread:
+  measured with ``bench/custodian.py`` (2 workers), a batch in a worker thread held the
+  lock a third longer than its own CPU time, while the event loop's thread took turns;
+* on PostgreSQL, whose waits are for row locks inside the transaction, in a worker thread,
+  so that a wait never stalls the event loop.
+
+Preparing on the event loop as reports arrive fills the time a batch waits for the lock
+with work that would otherwise lengthen the next batch.
 """
 
 from __future__ import annotations
@@ -53,10 +65,14 @@ class RenewalBatcher:
             self._writer = None
 
     async def _write(self, batch: list[_Pending]) -> None:
+        requests, prepared = [r for r, _, _ in batch], [p for _, p, _ in batch]
+        lock = self._plane.writer_lock
         try:
-            outcomes = await run_in_threadpool(
-                self._plane.renew_batch, [r for r, _, _ in batch], [p for _, p, _ in batch]
-            )
+            if lock is None:
+                outcomes = await run_in_threadpool(self._plane.renew_batch, requests, prepared)
+            else:
+                async with lock.held():
+                    outcomes = self._plane.renew_batch(requests, prepared)
         except Exception as exc:
             outcomes = [exc] * len(batch)
         for (_, _, answer), outcome in zip(batch, outcomes, strict=True):

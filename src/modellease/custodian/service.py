@@ -58,6 +58,7 @@ from modellease.custodian.store import (
     ReportRow,
     TokenRow,
 )
+from modellease.custodian.store.engine import engine_writer_lock
 from modellease.errors import AttestationError, InvalidInputError
 from modellease.keys import CustodianPublicKey, InstanceSigningKey, Nonce, fingerprint
 from modellease.protocol import (
@@ -126,6 +127,7 @@ class ControlPlane:
 
     def __init__(self, engine: Engine, *, signer: SigningKey, keys: KeyStore) -> None:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.writer_lock = engine_writer_lock(engine)  # SQLite: one writer at a time
         self._signer = signer
         self._keys = keys
         self.actor = fingerprint(signer.public_bytes())

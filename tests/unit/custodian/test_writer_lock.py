@@ -8,6 +8,7 @@ and a process that dies holding it does not block the others.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import sqlite3
@@ -19,7 +20,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from modellease.custodian.store import connect
-from modellease.custodian.store import engine as store_engine
+from modellease.custodian.store import writer_lock as store_writer_lock
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_a_second_thread_waits_for_the_first_and_then_sees_its_write(engine: Eng
 def test_a_transaction_that_would_wait_on_its_own_thread_fails_as_sqlite_would(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_engine, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(store_writer_lock, "SQLITE_BUSY_TIMEOUT_MS", 50)
     with engine.begin() as outer:
         outer.execute(text("INSERT INTO t VALUES (1)"))
         with pytest.raises(Exception, match="database is locked") as refused, engine.begin():
@@ -142,3 +143,49 @@ def test_an_in_memory_database_has_no_lock_file(tmp_path: Path) -> None:
     with memory.begin() as c:
         assert c.execute(text("SELECT 1")).scalar_one() == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_task_holding_the_lock_runs_its_transactions_without_waiting_for_itself(
+    engine: Engine, tmp_path: Path
+) -> None:
+    lock = store_writer_lock.writer_lock(tmp_path / "store.sqlite3")
+
+    async def batch() -> list[bool]:
+        async with lock.held():
+            with engine.begin() as c:  # on the event loop, inside held(): no second take
+                c.execute(text("INSERT INTO t VALUES (1)"))
+            after_commit = _held_elsewhere(_lock_file(tmp_path))  # still the task's
+        return [after_commit, _held_elsewhere(_lock_file(tmp_path))]
+
+    assert asyncio.run(batch()) == [True, False]
+    with engine.begin() as c:
+        assert c.execute(text("SELECT count(*) FROM t")).scalar_one() == 1
+
+
+def test_a_task_waits_for_the_holder_without_taking_the_lock_meanwhile(
+    engine: Engine, tmp_path: Path
+) -> None:
+    lock = store_writer_lock.writer_lock(tmp_path / "store.sqlite3")
+    order: list[str] = []
+
+    async def batch(other_done: threading.Event) -> None:
+        async with lock.held():
+            assert other_done.is_set()
+            order.append("task")
+
+    done = threading.Event()
+    with engine.begin() as c:  # another thread of this process holds it
+        assert not lock.try_acquire()
+
+        def run_task() -> None:
+            asyncio.run(batch(done))
+
+        task = threading.Thread(target=run_task)
+        task.start()
+        c.execute(text("INSERT INTO t VALUES (1)"))
+        order.append("holder")
+        done.set()
+    task.join()
+    assert order == ["holder", "task"]
+    assert lock.try_acquire()  # nothing left held
+    lock.release()
