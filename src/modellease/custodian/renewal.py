@@ -25,11 +25,11 @@ Rules:
     for;
   - the grant the ledger would issue is worked out from the states this process saw last,
     and signed (a *speculative* grant). Under the lock the ledger decides again from the
-    locked rows; the signed grant is used only if every field of the grant it decides is
-    equal to the speculative one (:class:`GrantTerms`), which makes it the very document
-    signing then would give (Ed25519 signatures are deterministic). Otherwise the decided
-    grant is signed under the lock. A speculative grant that is not used is dropped
-    unsent;
+    locked rows; the signed grant is used only if its decision is equal to the speculative
+    one (:class:`GrantDecision`: all that a grant's terms are made of), which makes it the
+    very document signing then would give (Ed25519 signatures are deterministic).
+    Otherwise the decided grant is signed under the lock. A speculative grant that is not
+    used is dropped unsent;
 * three per-process caches (an instance's key; its last accepted report; the ledger states
   after its last renewal) save parsing and signing under the lock. They are keyed by what
   cannot change or by what the locked row says (sequence and digest), or only ever feed a
@@ -42,8 +42,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Generic, TypeVar, cast
+from datetime import datetime, timedelta
+from typing import Generic, NamedTuple, TypeVar, cast
 
 from sqlalchemy import Connection, Table, bindparam, event, insert, select, tuple_, update
 from sqlalchemy.orm import Session
@@ -116,20 +116,36 @@ class GrantTerms:
     hard_expiry_at: str
 
 
-def grant_terms(
+class GrantDecision(NamedTuple):
+    """A grant as the ledger decided it: all that its terms are made of (:func:`grant_terms`)."""
+
+    bundle_id: str
+    lease_id: str
+    hard_expiry: timedelta
+    grant: ledger.Grant
+    now: datetime
+
+
+def grant_decision(
     *, bundle_id: str, lease: ledger.LeaseState, grant: ledger.Grant, now: datetime
-) -> GrantTerms:
-    """The terms of a grant the ledger issued for ``lease`` at ``now``."""
+) -> GrantDecision:
+    """The decision behind a grant the ledger issued for ``lease`` at ``now``."""
+    return GrantDecision(bundle_id, lease.lease_id, lease.terms.hard_expiry, grant, now)
+
+
+def grant_terms(decision: GrantDecision) -> GrantTerms:
+    """The terms of a grant: made of its decision alone, so equal decisions, equal terms."""
+    grant = decision.grant
     return GrantTerms(
-        lease_id=lease.lease_id,
+        lease_id=decision.lease_id,
         instance_id=grant.instance_id,
-        bundle_id=bundle_id,
+        bundle_id=decision.bundle_id,
         seq=grant.seq,
         allowance=grant.allowance,
         unit=grant.unit.value,
-        issued_at=format_timestamp(now),
+        issued_at=format_timestamp(decision.now),
         valid_until=format_timestamp(grant.valid_until),
-        hard_expiry_at=format_timestamp(grant.valid_until + lease.terms.hard_expiry),
+        hard_expiry_at=format_timestamp(grant.valid_until + decision.hard_expiry),
     )
 
 
@@ -248,6 +264,7 @@ _CACHES = new_caches()  # this process's; entries are stored only once their bat
 class _Speculation:
     """A grant signed before the lock, and the whole answer that carries it with no orders."""
 
+    decision: GrantDecision
     terms: GrantTerms
     signed: SignedDocument
     response_json: str
@@ -302,11 +319,12 @@ def _speculate(
         return None
     if renewal.grant is None:
         return None
-    terms = grant_terms(
+    decision = grant_decision(
         bundle_id=seen.bundle_id, lease=renewal.lease, grant=renewal.grant, now=request.now
     )
+    terms = grant_terms(decision)
     signed = sign_grant(signer, terms)
-    return _Speculation(terms, signed, RenewResponse(grant=signed).model_dump_json())
+    return _Speculation(decision, terms, signed, RenewResponse(grant=signed).model_dump_json())
 
 
 @dataclass(slots=True)
@@ -663,13 +681,13 @@ def _answer(
         withheld = renewal.withheld.value if renewal.withheld else None
         response = RenewResponse(withheld=withheld, orders=orders)  # type: ignore[arg-type]
         return response, None, response.model_dump_json()
-    terms = grant_terms(
+    decision = grant_decision(
         bundle_id=lease.bundle_id, lease=renewal.lease, grant=renewal.grant, now=now
     )
-    if speculation is not None and speculation.terms == terms:  # the grant signed before the lock
+    if speculation is not None and speculation.decision == decision:  # signed before the lock
         response = RenewResponse(grant=speculation.signed, orders=orders)
         if not orders:
             return response, renewal.grant, speculation.response_json
         return response, renewal.grant, response.model_dump_json()
-    response = RenewResponse(grant=sign_grant(signer, terms), orders=orders)
+    response = RenewResponse(grant=sign_grant(signer, grant_terms(decision)), orders=orders)
     return response, renewal.grant, response.model_dump_json()

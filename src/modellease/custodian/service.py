@@ -43,6 +43,7 @@ from modellease.custodian.renewal import (
     Prepared,
     RenewalRequest,
     UnknownReporterError,
+    grant_decision,
     grant_row,
     grant_terms,
     prepare,
@@ -146,10 +147,10 @@ class ControlPlane:
         self, session: Session, lease: LeaseRow, grant: ledger.Grant, now: datetime
     ) -> SignedDocument:
         """Sign a grant the ledger issued, store it, and audit it, in the caller's transaction."""
-        terms = grant_terms(
+        decision = grant_decision(
             bundle_id=lease.bundle_id, lease=lease_state(lease), grant=grant, now=now
         )
-        signed = sign_grant(self._signer, terms)
+        signed = sign_grant(self._signer, grant_terms(decision))
         session.add(grant_row(grant, signed, now))
         audit.append(
             session,

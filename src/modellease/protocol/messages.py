@@ -88,7 +88,6 @@ EXTENSION_REQUEST_PAYLOAD_TYPE: Final = "application/vnd.modellease.extension-re
 _STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
 MAX_ORDERS_PER_RESPONSE = 256  # a lease's whole order history fits many times over
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
-_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _COUNT_TEXT = re.compile(rf"0|[1-9][0-9]{{0,{MAX_COUNT_DIGITS - 1}}}")
 _NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]+$"
 
@@ -202,7 +201,7 @@ def format_timestamp(when: datetime) -> str:
     """Render an aware datetime in the one timestamp form messages use (sub-seconds dropped)."""
     if when.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
-    return when.astimezone(UTC).strftime(_TIMESTAMP_FORMAT)
+    return when.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def parse_timestamp(text: str) -> datetime:
