@@ -77,11 +77,14 @@ def create_app(plane: ControlPlane, *, clock: Clock | None = None) -> FastAPI:
         answer = await run_in_threadpool(plane.enrol, parsed, now=now())
         return Response(answer.model_dump_json(), media_type="application/json")
 
-    @app.post("/v1/renew")
     async def renew(request: Request) -> Response:
         signed = SignedDocument.from_json(await read_body(request, limit=MAX_BODY_SIZE))
         answer = await renewals.renew(signed, now=now())
         return Response(answer.model_dump_json(), media_type="application/json")
+
+    # The heartbeat of every node: a plain route, without FastAPI's per-request dependency
+    # solving (it takes the raw request anyway); the app's error handlers apply as to all.
+    app.add_route("/v1/renew", renew, methods=["POST"])
 
     @app.post("/v1/extensions")
     async def extension(request: Request) -> Response:

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from modellease.custodian.store import connect
+from modellease.custodian.store import engine as store_engine
 from modellease.custodian.store import writer_lock as store_writer_lock
 
 
@@ -189,3 +190,39 @@ def test_a_task_waits_for_the_holder_without_taking_the_lock_meanwhile(
     assert order == ["holder", "task"]
     assert lock.try_acquire()  # nothing left held
     lock.release()
+
+
+def test_the_lock_is_not_taken_while_another_process_holds_it(
+    engine: Engine, tmp_path: Path
+) -> None:
+    lock = store_writer_lock.writer_lock(tmp_path / "store.sqlite3")
+    other = os.open(_lock_file(tmp_path), os.O_RDWR)  # another open file: as another process
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        assert not lock.try_acquire()
+        fcntl.flock(other, fcntl.LOCK_UN)
+        assert lock.try_acquire()  # the failed try left nothing held in this process
+        lock.release()
+    finally:
+        os.close(other)
+
+
+def test_a_writer_that_ignores_the_lock_is_still_kept_out_by_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """E.g. the sqlite3 shell: our BEGIN fails after the busy timeout and holds nothing."""
+    monkeypatch.setattr(store_engine, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    database = tmp_path / "store.sqlite3"
+    engine = connect(f"sqlite+pysqlite:///{database}")
+    with engine.begin() as c:
+        c.execute(text("CREATE TABLE t (n INTEGER)"))
+    shell = sqlite3.connect(database, isolation_level=None)
+    try:
+        shell.execute("BEGIN IMMEDIATE")
+        with pytest.raises(Exception, match="database is locked"), engine.begin():
+            pass
+        assert not _held_elsewhere(_lock_file(tmp_path))
+    finally:
+        shell.close()
+    with engine.begin() as c:
+        assert c.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
