@@ -251,7 +251,9 @@ def test_a_grant_signed_before_the_lock_is_the_one_sent_when_the_ledger_agrees(
     (answer,) = custodian.plane.renew_batch([request], [prepared])
     assert isinstance(answer, RenewResponse)
     assert answer.grant is prepared.speculation.signed  # no second signature under the lock
-    assert _grant_seq(answer) == prepared.speculation.terms.seq == 3  # enrolment's grant was 1
+    assert (
+        _grant_seq(answer) == prepared.speculation.decision.grant.seq == 3
+    )  # enrolment's grant was 1
 
 
 def test_a_grant_signed_from_stale_states_is_never_sent(
@@ -267,7 +269,7 @@ def test_a_grant_signed_from_stale_states_is_never_sent(
     request = RenewalRequest(report(n), custodian.clock())
     prepared = custodian.plane.prepare_renewal(request)
     assert prepared.speculation is not None
-    assert prepared.speculation.terms.seq == 3  # what A expects after report 1's grant (2)
+    assert prepared.speculation.decision.grant.seq == 3  # what A expects after report 1's grant (2)
     (answer,) = custodian.plane.renew_batch([request], [prepared])
     assert isinstance(answer, RenewResponse)
     assert answer.grant is not None

@@ -26,7 +26,7 @@ Rules:
   - the grant the ledger would issue is worked out from the states this process saw last,
     and signed (a *speculative* grant). Under the lock the ledger decides again from the
     locked rows; the signed grant is used only if its decision is equal to the speculative
-    one (:class:`GrantDecision`: all that a grant's terms are made of), which makes it the
+    one (:class:`GrantDecision`: all that a grant's message is made of), which makes it the
     very document signing then would give (Ed25519 signatures are deterministic).
     Otherwise the decided grant is signed under the lock. A speculative grant that is not
     used is dropped unsent;
@@ -73,7 +73,7 @@ from modellease.protocol import (
     sign_message,
     verify_report,
 )
-from modellease.protocol.messages import MAX_ORDERS_PER_RESPONSE, DuplicateReportError, Unit
+from modellease.protocol.messages import MAX_ORDERS_PER_RESPONSE, DuplicateReportError
 
 MAX_BATCH = 256  # reports per transaction: bounds the statement sizes and a batch's latency
 CACHED_INSTANCES = 65_536  # instances whose key and last report this process keeps
@@ -101,23 +101,8 @@ Outcome = RenewResponse | InvalidInputError
 """The answer to one report: a response, or the typed refusal to send instead."""
 
 
-@dataclass(frozen=True, slots=True)
-class GrantTerms:
-    """Every field of a grant message, as it is signed: equal terms make an equal message."""
-
-    lease_id: str
-    instance_id: str
-    bundle_id: str
-    seq: int
-    allowance: int
-    unit: Unit
-    issued_at: str
-    valid_until: str
-    hard_expiry_at: str
-
-
 class GrantDecision(NamedTuple):
-    """A grant as the ledger decided it: all that its terms are made of (:func:`grant_terms`)."""
+    """A grant as the ledger decided it: all its signed message is made of (:func:`sign_grant`)."""
 
     bundle_id: str
     lease_id: str
@@ -133,10 +118,11 @@ def grant_decision(
     return GrantDecision(bundle_id, lease.lease_id, lease.terms.hard_expiry, grant, now)
 
 
-def grant_terms(decision: GrantDecision) -> GrantTerms:
-    """The terms of a grant: made of its decision alone, so equal decisions, equal terms."""
+def sign_grant(signer: SigningKey, decision: GrantDecision) -> SignedDocument:
+    """The custodian-signed grant message of a decision: made of the decision alone, so
+    equal decisions give the same signed document (Ed25519 signatures are deterministic)."""
     grant = decision.grant
-    return GrantTerms(
+    message = Grant(
         lease_id=decision.lease_id,
         instance_id=grant.instance_id,
         bundle_id=decision.bundle_id,
@@ -146,21 +132,6 @@ def grant_terms(decision: GrantDecision) -> GrantTerms:
         issued_at=format_timestamp(decision.now),
         valid_until=format_timestamp(grant.valid_until),
         hard_expiry_at=format_timestamp(grant.valid_until + decision.hard_expiry),
-    )
-
-
-def sign_grant(signer: SigningKey, terms: GrantTerms) -> SignedDocument:
-    """The custodian-signed wire form of a grant with these terms."""
-    message = Grant(
-        lease_id=terms.lease_id,
-        instance_id=terms.instance_id,
-        bundle_id=terms.bundle_id,
-        seq=terms.seq,
-        allowance=terms.allowance,
-        unit=terms.unit,
-        issued_at=terms.issued_at,
-        valid_until=terms.valid_until,
-        hard_expiry_at=terms.hard_expiry_at,
     )
     return sign_message(message, signer=signer)
 
@@ -265,7 +236,6 @@ class _Speculation:
     """A grant signed before the lock, and the whole answer that carries it with no orders."""
 
     decision: GrantDecision
-    terms: GrantTerms
     signed: SignedDocument
     response_json: str
 
@@ -322,9 +292,8 @@ def _speculate(
     decision = grant_decision(
         bundle_id=seen.bundle_id, lease=renewal.lease, grant=renewal.grant, now=request.now
     )
-    terms = grant_terms(decision)
-    signed = sign_grant(signer, terms)
-    return _Speculation(decision, terms, signed, RenewResponse(grant=signed).model_dump_json())
+    signed = sign_grant(signer, decision)
+    return _Speculation(decision, signed, RenewResponse(grant=signed).model_dump_json())
 
 
 @dataclass(slots=True)
@@ -689,5 +658,5 @@ def _answer(
         if not orders:
             return response, renewal.grant, speculation.response_json
         return response, renewal.grant, response.model_dump_json()
-    response = RenewResponse(grant=sign_grant(signer, grant_terms(decision)), orders=orders)
+    response = RenewResponse(grant=sign_grant(signer, decision), orders=orders)
     return response, renewal.grant, response.model_dump_json()

@@ -45,7 +45,6 @@ from modellease.custodian.renewal import (
     UnknownReporterError,
     grant_decision,
     grant_row,
-    grant_terms,
     prepare,
     renew_batch,
     sign_grant,
@@ -60,6 +59,7 @@ from modellease.custodian.store import (
     TokenRow,
 )
 from modellease.custodian.store.engine import engine_writer_lock
+from modellease.custodian.store.writer_lock import WriterLock
 from modellease.errors import AttestationError, InvalidInputError
 from modellease.keys import CustodianPublicKey, InstanceSigningKey, Nonce, fingerprint
 from modellease.protocol import (
@@ -128,10 +128,14 @@ class ControlPlane:
 
     def __init__(self, engine: Engine, *, signer: SigningKey, keys: KeyStore) -> None:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self.writer_lock = engine_writer_lock(engine)  # SQLite: one writer at a time
         self._signer = signer
         self._keys = keys
         self.actor = fingerprint(signer.public_bytes())
+
+    @property
+    def writer_lock(self) -> WriterLock | None:
+        """This process's writer lock of the store (SQLite: one writer at a time), if any."""
+        return engine_writer_lock(self._sessions.kw["bind"])
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -150,7 +154,7 @@ class ControlPlane:
         decision = grant_decision(
             bundle_id=lease.bundle_id, lease=lease_state(lease), grant=grant, now=now
         )
-        signed = sign_grant(self._signer, grant_terms(decision))
+        signed = sign_grant(self._signer, decision)
         session.add(grant_row(grant, signed, now))
         audit.append(
             session,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from modellease.custodian import serving
 from modellease.custodian.serving import MAX_WORKERS, listening_sockets, run_workers
 
 
@@ -96,3 +97,17 @@ def test_a_port_someone_listens_on_is_refused_not_shared() -> None:
 def test_the_number_of_workers_is_bounded(count: int) -> None:
     with pytest.raises(ValueError, match="workers must be between 1 and"):
         listening_sockets("127.0.0.1", 0, count)
+
+
+def test_the_parent_gives_each_worker_its_socket_and_keeps_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """So a worker that dies takes its socket (its share of new connections) with it."""
+
+    def serve_nothing(_app: Any, _sock: socket.socket) -> None:
+        """The forked worker returns at once, then exits."""
+
+    monkeypatch.setattr(serving, "_serve", serve_nothing)
+    sockets = listening_sockets("127.0.0.1", 0, 2)
+    run_workers(lambda: _app, sockets)
+    assert [s.fileno() for s in sockets] == [-1, -1]  # closed here once forked

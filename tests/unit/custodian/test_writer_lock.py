@@ -226,3 +226,13 @@ def test_a_writer_that_ignores_the_lock_is_still_kept_out_by_sqlite(
         shell.close()
     with engine.begin() as c:
         assert c.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
+
+
+def test_the_connections_and_a_batch_holding_it_ahead_share_one_lock(engine: Engine) -> None:
+    """Two lock objects on one file would wait for each other: there is one per process."""
+    with engine.connect() as c:
+        c.execute(text("SELECT 1"))
+        raw = c.connection.dbapi_connection
+        assert isinstance(raw, store_writer_lock.QueuedConnection)
+        assert raw.writer is not None
+        assert raw.writer is store_engine.engine_writer_lock(engine)

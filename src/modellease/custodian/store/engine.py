@@ -20,7 +20,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 
 from modellease.custodian.store.writer_lock import (
     SQLITE_BUSY_TIMEOUT_MS,
@@ -35,7 +35,7 @@ def default_url(home: Path) -> str:
     return f"sqlite+pysqlite:///{home / 'custodian.sqlite3'}"
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:  # noqa: ANN401 - DB-API object
+def _sqlite_pragmas(dbapi_connection: Any) -> None:  # noqa: ANN401 - DB-API object
     dbapi_connection.isolation_level = None  # the driver's own BEGIN off: _sqlite_begin's instead
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -43,13 +43,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:  # noqa: ANN40
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
-    database = dbapi_connection.execute("PRAGMA database_list").fetchone()[2]
-    if database:  # a file, not an in-memory database
-        dbapi_connection.writer = writer_lock(Path(database))
 
 
 def engine_writer_lock(engine: Engine) -> WriterLock | None:
-    """The writer lock of ``engine``'s database: a SQLite file's, else ``None``."""
+    """This process's writer lock of ``engine``'s database: a SQLite file's, else ``None``.
+
+    The one lock for that file in this process, whoever asks (the connections, a renewal
+    batch holding it ahead): a second lock on the same file would wait for the first."""
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:":
         return None
@@ -62,13 +62,18 @@ def _sqlite_begin(connection: Any) -> None:  # noqa: ANN401 - SQLAlchemy Connect
 
 def connect(url: str) -> Engine:
     """Create an engine for ``url`` with the settings this store relies on."""
-    if url.startswith("sqlite"):  # a file cannot drop the connection: no ping before each use
-        engine = create_engine(url, connect_args={"factory": QueuedConnection})
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    # A file cannot drop the connection: no ping before each use.
+    engine = create_engine(url, connect_args={"factory": QueuedConnection})
+
+    def on_connect(dbapi_connection: QueuedConnection, _record: object) -> None:
+        _sqlite_pragmas(dbapi_connection)
+        # Looked up at each connection, not kept: a process forked since has its own.
+        dbapi_connection.writer = engine_writer_lock(engine)
+
+    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 

@@ -42,15 +42,7 @@ _HELD: ContextVar[WriterLock | None] = ContextVar("modellease_writer_lock_held",
 
 
 class WriterLock:
-    """One writer at a time on one SQLite file, across this process's threads and processes.
-
-    Waiting ends when the holder releases (no polling). In this process, a thread waits at
-    most the busy timeout, then gets SQLite's own "database is locked" error (as a nested
-    transaction on one thread would from SQLite). Between processes, the ``flock`` wait has
-    no timeout: the holder is another transaction of this store, and the kernel frees the
-    lock if its process dies. Each process opens the lock file itself (a descriptor
-    inherited across ``fork`` would be one lock shared by parent and child).
-    """
+    """One writer at a time on one SQLite file, across threads and processes (module doc)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -145,7 +137,7 @@ def writer_lock(database: Path) -> WriterLock:
 class QueuedConnection(sqlite3.Connection):
     """A SQLite connection that holds its database's writer lock from BEGIN to its end."""
 
-    writer: WriterLock | None = None  # set on connecting, if the database is a file
+    writer: WriterLock | None = None  # set on connecting (store.engine), if it is a file
     _holding = False
 
     def begin(self) -> None:
