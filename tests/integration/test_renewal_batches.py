@@ -17,15 +17,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from modellease.custodian import renewal
+from modellease.custodian import renewal, service
 from modellease.custodian.batcher import RenewalBatcher
 from modellease.custodian.renewal import Prepared, RenewalRequest, UnknownReporterError
 from modellease.custodian.service import ControlPlane
-from modellease.custodian.store import AuditEntry, ReportRow, connect
+from modellease.custodian.store import AuditEntry, GrantRow, ReportRow, connect
 from modellease.keys import CustodianPublicKey
 from modellease.protocol import RenewResponse, SignedDocument, verify_grant
 from modellease.protocol.messages import MAX_ORDERS_PER_RESPONSE, ReportChainError
-from modellease.protocol.signed import BadSignatureError
+from modellease.protocol.signed import BadSignatureError, DocumentFormatError
 from modellease.testing.node import SimulatedNode
 from tests.integration.custodian_server import Custodian, client, lease_spec, running_custodian
 
@@ -77,7 +77,7 @@ def test_a_batch_answers_each_report_as_if_sent_alone(custodian: Custodian) -> N
     gap_bad = SignedDocument.from_json(b.signed_report(seq=b.seq + 5))
     _, kinds_before = stored(custodian)
     batch = [a1, forged, a2, a2, b1, gap_bad, a1]
-    outcomes = custodian.plane.renew_batch([RenewalRequest(s, custodian.clock()) for s in batch])
+    outcomes = custodian.plane.renew_batch([RenewalRequest.of(s, custodian.clock()) for s in batch])
 
     assert [type(o).__name__ for o in outcomes] == [
         "RenewResponse",
@@ -131,7 +131,7 @@ def test_concurrent_renewals_share_one_batch(custodian: Custodian) -> None:
 
     async def send_all() -> list[RenewResponse]:
         now = custodian.clock()
-        return await asyncio.gather(*(batcher.renew(r, now=now) for r in reports))
+        return await asyncio.gather(*(batcher.renew(RenewalRequest.of(r, now)) for r in reports))
 
     answers = asyncio.run(send_all())
     assert counting.sizes == [8]  # all were pending before the first batch started
@@ -148,8 +148,8 @@ def test_a_refused_report_in_a_batch_raises_for_its_sender_only(custodian: Custo
     async def send_both() -> list[RenewResponse | BaseException]:
         now = custodian.clock()
         return await asyncio.gather(
-            batcher.renew(report(good), now=now),
-            batcher.renew(bad_report, now=now),
+            batcher.renew(RenewalRequest.of(report(good), now)),
+            batcher.renew(RenewalRequest.of(bad_report, now)),
             return_exceptions=True,
         )
 
@@ -188,7 +188,7 @@ def test_a_forged_report_from_a_known_instance_is_refused_before_the_lock(
     (n,) = nodes(custodian, 1)
     custodian.plane.renew(report(n), now=custodian.clock())  # its key is now known here
     forged = report(n).model_copy(update={"signature": bytes(64)})
-    request = RenewalRequest(forged, custodian.clock())
+    request = RenewalRequest.of(forged, custodian.clock())
     early = custodian.plane.prepare_renewal(request)
     assert isinstance(early.refusal, BadSignatureError)
     before = stored(custodian)
@@ -245,12 +245,17 @@ def test_a_grant_signed_before_the_lock_is_the_one_sent_when_the_ledger_agrees(
 ) -> None:
     (n,) = nodes(custodian, 1)
     custodian.plane.renew(report(n), now=custodian.clock())  # this process now knows n
-    request = RenewalRequest(report(n), custodian.clock())
+    request = RenewalRequest.of(report(n), custodian.clock())
     prepared = custodian.plane.prepare_renewal(request)
     assert prepared.speculation is not None
     (answer,) = custodian.plane.renew_batch([request], [prepared])
     assert isinstance(answer, RenewResponse)
     assert answer.grant is prepared.speculation.signed  # no second signature under the lock
+    engine = connect(custodian.engine_url)
+    with Session(engine) as s:
+        stored_grant = s.scalars(sa.select(GrantRow.signed_json).order_by(GrantRow.seq)).all()[-1]
+    engine.dispose()
+    assert stored_grant == answer.grant.to_json().decode()
     assert (
         _grant_seq(answer) == prepared.speculation.decision.grant.seq == 3
     )  # enrolment's grant was 1
@@ -266,7 +271,7 @@ def test_a_grant_signed_from_stale_states_is_never_sent(
     fresh_process_caches(monkeypatch)
     custodian.plane.renew(report(n), now=custodian.clock())  # on worker B
     monkeypatch.setattr(renewal, "_CACHES", worker_a)
-    request = RenewalRequest(report(n), custodian.clock())
+    request = RenewalRequest.of(report(n), custodian.clock())
     prepared = custodian.plane.prepare_renewal(request)
     assert prepared.speculation is not None
     assert prepared.speculation.decision.grant.seq == 3  # what A expects after report 1's grant (2)
@@ -287,7 +292,7 @@ def test_a_grant_signed_before_a_kill_is_never_sent(custodian: Custodian) -> Non
     (n,) = nodes(custodian, 1)
     plane = custodian.plane
     plane.renew(report(n), now=custodian.clock())
-    request = RenewalRequest(report(n), custodian.clock())
+    request = RenewalRequest.of(report(n), custodian.clock())
     prepared: Prepared = plane.prepare_renewal(request)
     assert prepared.speculation is not None
     plane.order(lease_id="lease-1", kind="kill", instance_id=None, reason="x", now=request.now)
@@ -296,3 +301,46 @@ def test_a_grant_signed_before_a_kill_is_never_sent(custodian: Custodian) -> Non
     assert answer.grant is None
     assert answer.withheld == "instance_ended"
     assert [json.loads(o.payload)["kind"] for o in answer.orders] == ["kill"]
+
+
+def test_a_report_is_stored_in_the_very_bytes_it_arrived_in(custodian: Custodian) -> None:
+    (n,) = nodes(custodian, 1)
+    n.use(requests=1)
+    raw = n.signed_report()
+    request = RenewalRequest.received(raw, custodian.clock())
+    assert request.wire == raw == request.signed.to_json()  # only the canonical form parses
+    assert custodian.plane.renew_batch([request])[0]
+    engine = connect(custodian.engine_url)
+    with Session(engine) as s:
+        assert s.scalars(sa.select(ReportRow.signed_json)).one() == raw.decode()
+    engine.dispose()
+
+
+def test_a_non_canonical_report_is_refused_as_it_arrives(custodian: Custodian) -> None:
+    (n,) = nodes(custodian, 1)
+    n.use(requests=1)
+    spaced = json.dumps(json.loads(n.signed_report()), indent=1).encode()
+    with pytest.raises(DocumentFormatError, match="canonical"):
+        RenewalRequest.received(spaced, custodian.clock())
+
+
+def test_a_batch_that_does_not_commit_leaves_the_caches_as_they_were(
+    custodian: Custodian, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (n,) = nodes(custodian, 1)
+    fresh_process_caches(monkeypatch)
+    decide = service.renew_batch
+
+    def decide_then_fail(*args: object, **kwargs: object) -> renewal.BatchResult:
+        decide(*args, **kwargs)  # type: ignore[arg-type]
+        raise RuntimeError("the disk is full")  # as a failed COMMIT would
+
+    monkeypatch.setattr(service, "renew_batch", decide_then_fail)
+    signed = report(n)
+    (outcome,) = custodian.plane.renew_batch([RenewalRequest.of(signed, custodian.clock())])
+    assert isinstance(outcome, RuntimeError)
+    assert renewal._CACHES.seen.get(signed.key_id) is None
+    assert stored(custodian)[0] == []
+    monkeypatch.setattr(service, "renew_batch", decide)
+    assert custodian.plane.renew(signed, now=custodian.clock()).grant is not None
+    assert renewal._CACHES.seen.get(signed.key_id) is not None  # remembered once committed

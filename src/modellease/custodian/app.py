@@ -33,6 +33,7 @@ from modellease.custodian._http import status_for
 from modellease.custodian.admin_api import admin_router
 from modellease.custodian.batcher import RenewalBatcher
 from modellease.custodian.push import OrderBroadcaster
+from modellease.custodian.renewal import RenewalRequest
 from modellease.custodian.service import ControlPlane
 from modellease.errors import AttestationError, ModelleaseError
 from modellease.protocol import EnrolRequest, SignedDocument
@@ -78,8 +79,8 @@ def create_app(plane: ControlPlane, *, clock: Clock | None = None) -> FastAPI:
         return Response(answer.model_dump_json(), media_type="application/json")
 
     async def renew(request: Request) -> Response:
-        signed = SignedDocument.from_json(await read_body(request, limit=MAX_BODY_SIZE))
-        answer = await renewals.renew(signed, now=now())
+        raw = await read_body(request, limit=MAX_BODY_SIZE)
+        answer = await renewals.renew(RenewalRequest.received(raw, now()))
         return Response(answer.model_dump_json(), media_type="application/json")
 
     # The heartbeat of every node: a plain route, without FastAPI's per-request dependency

@@ -26,13 +26,12 @@ with work that would otherwise lengthen the next batch.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 
 from starlette.concurrency import run_in_threadpool
 
 from modellease.custodian.renewal import MAX_BATCH, Prepared, RenewalRequest
 from modellease.custodian.service import ControlPlane
-from modellease.protocol import RenewResponse, SignedDocument
+from modellease.protocol import RenewResponse
 
 _Pending = tuple[RenewalRequest, Prepared, "asyncio.Future[RenewResponse]"]
 
@@ -46,10 +45,9 @@ class RenewalBatcher:
         self._pending: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def renew(self, signed: SignedDocument, *, now: datetime) -> RenewResponse:
+    async def renew(self, request: RenewalRequest) -> RenewResponse:
         """Queue one report; return its answer once its batch has committed, or raise."""
         answer: asyncio.Future[RenewResponse] = asyncio.get_running_loop().create_future()
-        request = RenewalRequest(signed, now)
         self._pending.append((request, self._plane.prepare_renewal(request), answer))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_all())

@@ -467,19 +467,25 @@ def renew(lease: LeaseState, instance: InstanceState, *, usage: int, now: dateti
     if usage > instance.allowance:
         raise UsageAboveAllowanceError(f"usage {usage} is above the allowance {instance.allowance}")
 
-    lease = replace(lease, active_usage=lease.active_usage + usage - instance.usage)
-    instance = replace(instance, usage=usage)
-    withheld = _withheld(lease, instance, now)
+    active_usage = lease.active_usage + usage - instance.usage
+    withheld = _withheld(lease, instance, now)  # reads neither usage nor totals
     if withheld is not None:
+        lease = replace(lease, active_usage=active_usage)
+        instance = replace(instance, usage=usage)
         return Renewal(lease=lease, instance=instance, grant=None, withheld=withheld)
 
     allowance = max(
         instance.allowance,
         min(usage + lease.terms.slice_size, instance.allowance + lease.remaining),
     )
-    lease = replace(lease, committed=lease.committed + allowance - instance.allowance)
+    lease = replace(
+        lease,
+        active_usage=active_usage,
+        committed=lease.committed + allowance - instance.allowance,
+    )
     instance = replace(
         instance,
+        usage=usage,
         allowance=allowance,
         grant_seq=instance.grant_seq + 1,
         valid_until=max(instance.valid_until, _valid_until(lease, now)),

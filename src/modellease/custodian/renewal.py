@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, NamedTuple, TypeVar, cast
 
-from sqlalchemy import Connection, Table, bindparam, event, insert, select, tuple_, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import BindParameter
@@ -91,10 +91,22 @@ class UnknownReporterError(InvalidInputError):
 
 @dataclass(frozen=True, slots=True)
 class RenewalRequest:
-    """A signed usage report as received, and when it was received."""
+    """A signed usage report as received, its canonical wire form, and when it was received."""
 
     signed: SignedDocument
     now: datetime
+    wire: bytes  # ``signed.to_json()``: the bytes stored
+
+    @classmethod
+    def received(cls, raw: bytes, now: datetime) -> RenewalRequest:
+        """Parse a report's wire form. ``SignedDocument.from_json`` admits only the canonical
+        form, which is the one ``to_json`` writes, so ``raw`` is kept as the wire form."""
+        return cls(SignedDocument.from_json(raw), now, bytes(raw))
+
+    @classmethod
+    def of(cls, signed: SignedDocument, now: datetime) -> RenewalRequest:
+        """A request for a report already parsed (in-process callers)."""
+        return cls(signed, now, signed.to_json())
 
 
 Outcome = RenewResponse | InvalidInputError
@@ -233,10 +245,11 @@ _CACHES = new_caches()  # this process's; entries are stored only once their bat
 
 @dataclass(frozen=True, slots=True)
 class _Speculation:
-    """A grant signed before the lock, and the whole answer that carries it with no orders."""
+    """A grant signed before the lock, its wire form, and the answer carrying it alone."""
 
     decision: GrantDecision
     signed: SignedDocument
+    signed_json: str
     response_json: str
 
 
@@ -259,7 +272,7 @@ def prepare(request: RenewalRequest, *, signer: SigningKey) -> Prepared:
     verifies the report itself, under its lock.
     """
     signed = request.signed
-    stored_json, digest = signed.to_json().decode(), signed.digest()
+    stored_json, digest = request.wire.decode(), signed.digest()
     known = _CACHES.keys.get(signed.key_id)
     if known is None:
         return Prepared(stored_json, digest)
@@ -293,7 +306,8 @@ def _speculate(
         bundle_id=seen.bundle_id, lease=renewal.lease, grant=renewal.grant, now=request.now
     )
     signed = sign_grant(signer, decision)
-    return _Speculation(decision, signed, RenewResponse(grant=signed).model_dump_json())
+    response_json = RenewResponse(grant=signed).model_dump_json()
+    return _Speculation(decision, signed, signed.to_json().decode(), response_json)
 
 
 @dataclass(slots=True)
@@ -469,20 +483,46 @@ def orders_for(stored: Sequence[_StoredOrder], instance_id: str) -> list[SignedD
     return [o.signed for o in applicable]
 
 
+@dataclass(frozen=True, slots=True)
+class _Learned:
+    """What one instance's renewals in a batch leave for this process's caches."""
+
+    key_id: str
+    last_key: tuple[str, int, str]
+    accepted: _Accepted
+    seen: _Seen
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """:func:`renew_batch`'s decisions: one outcome per request, in order, and what to cache."""
+
+    outcomes: list[Outcome]
+    learned: list[_Learned]
+    caches: _Caches
+
+    def committed(self) -> None:
+        """Remember what the batch stored. Call it only once its transaction has committed."""
+        for learned in self.learned:
+            self.caches.last_reports.put(learned.last_key, learned.accepted)
+            self.caches.seen.put(learned.key_id, learned.seen)
+
+
 def renew_batch(
     session: Session,
     requests: Sequence[RenewalRequest],
     *,
     signer: SigningKey,
     prepared: Sequence[Prepared],
-) -> list[Outcome]:
+) -> BatchResult:
     """Judge and record every report of ``requests`` in the caller's transaction.
 
     ``prepared`` holds :func:`prepare`'s result for each request, made before the
-    transaction. Returns one outcome per request, in order. The caller commits; nothing may
+    transaction. The caller commits, then calls :meth:`BatchResult.committed`; nothing may
     be answered before that commit succeeds.
     """
-    batch = _load(session.connection(), requests)  # Core on the connection: no ORM work
+    connection = session.connection()  # Core on the connection: no ORM work
+    batch = _load(connection, requests)
     outcomes: list[Outcome] = []
     for request, early in zip(requests, prepared, strict=True):
         try:
@@ -492,7 +532,17 @@ def renew_batch(
         except InvalidInputError as exc:
             outcomes.append(exc)
     _write(session, batch)
-    return outcomes
+    learned = [
+        _Learned(
+            i.signing_key_id,
+            (i.id, i.last_report_seq, i.last_report_digest),
+            batch.last[i.id],
+            _Seen(batch.leases[i.lease_id].bundle_id, batch.leases[i.lease_id].state, i.state),
+        )
+        for i in batch.instances.values()
+        if i.changed
+    ]
+    return BatchResult(outcomes, learned, _CACHES)
 
 
 def _write(session: Session, batch: _Batch) -> None:
@@ -526,23 +576,6 @@ def _write(session: Session, batch: _Batch) -> None:
     if batch.grants:
         connection.execute(_INSERT_GRANTS, batch.grants)
     audit.append_many(session, batch.entries)
-    caches = _CACHES
-    remember = [
-        (
-            i.signing_key_id,
-            (i.id, i.last_report_seq, i.last_report_digest),
-            batch.last[i.id],
-            _Seen(batch.leases[i.lease_id].bundle_id, batch.leases[i.lease_id].state, i.state),
-        )
-        for i in changed
-    ]
-
-    def cache_once_committed(_session: Session) -> None:
-        for key_id, last_key, accepted, seen in remember:
-            caches.last_reports.put(last_key, accepted)
-            caches.seen.put(key_id, seen)
-
-    event.listen(session, "after_commit", cache_once_committed, once=True)
 
 
 def _renew_one(
@@ -572,7 +605,7 @@ def _renew_one(
     except DuplicateReportError:
         assert previous is not None  # a duplicate of nothing cannot be
         return RenewResponse.model_validate_json(previous.response_json)
-    response, granted, response_json = _answer(
+    response, granted, response_json, grant_json = _answer(
         batch,
         lease=lease,
         instance=instance,
@@ -591,12 +624,12 @@ def _renew_one(
             "received_at": now,
         }
     )
-    if granted is not None and response.grant is not None:
+    if granted is not None:
         batch.grants.append(
             {
                 "instance_id": instance.id,
                 "seq": granted.seq,
-                "signed_json": response.grant.to_json().decode(),
+                "signed_json": grant_json,
                 "issued_at": now,
             }
         )
@@ -633,15 +666,16 @@ def _answer(
     now: datetime,
     signer: SigningKey,
     speculation: _Speculation | None,
-) -> tuple[RenewResponse, ledger.Grant | None, str]:
+) -> tuple[RenewResponse, ledger.Grant | None, str, str]:
     """The ledger's decision for this report, applied to the batch's rows in memory.
 
-    Returns the answer, the grant it carries (if any) and the answer's JSON.
+    Returns the answer, the grant it carries (if any), the answer's JSON and the grant's
+    (``""`` if none).
     """
     orders = orders_for(batch.orders[lease.id], instance.id)
     if lease.state.killed or instance.state.status != ledger.InstanceStatus.ACTIVE:
         response = RenewResponse(withheld="instance_ended", orders=orders)
-        return response, None, response.model_dump_json()
+        return response, None, response.model_dump_json(), ""
     usage = usage_in_units(lease.state.terms.unit, report)
     renewal = ledger.renew(lease.state, instance.state, usage=usage, now=now)
     lease.state, lease.changed = renewal.lease, True
@@ -649,14 +683,14 @@ def _answer(
     if renewal.grant is None:
         withheld = renewal.withheld.value if renewal.withheld else None
         response = RenewResponse(withheld=withheld, orders=orders)  # type: ignore[arg-type]
-        return response, None, response.model_dump_json()
+        return response, None, response.model_dump_json(), ""
     decision = grant_decision(
         bundle_id=lease.bundle_id, lease=renewal.lease, grant=renewal.grant, now=now
     )
     if speculation is not None and speculation.decision == decision:  # signed before the lock
         response = RenewResponse(grant=speculation.signed, orders=orders)
-        if not orders:
-            return response, renewal.grant, speculation.response_json
-        return response, renewal.grant, response.model_dump_json()
-    response = RenewResponse(grant=sign_grant(signer, decision), orders=orders)
-    return response, renewal.grant, response.model_dump_json()
+        response_json = speculation.response_json if not orders else response.model_dump_json()
+        return response, renewal.grant, response_json, speculation.signed_json
+    signed = sign_grant(signer, decision)
+    response = RenewResponse(grant=signed, orders=orders)
+    return response, renewal.grant, response.model_dump_json(), signed.to_json().decode()

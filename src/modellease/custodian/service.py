@@ -352,7 +352,7 @@ class ControlPlane:
     # ------------------------------------------------------------------ renewal
     def renew(self, signed: SignedDocument, *, now: datetime) -> RenewResponse:
         """Verify and store one usage report, then answer with a grant and the orders."""
-        outcome = self.renew_batch([RenewalRequest(signed, now)])[0]
+        outcome = self.renew_batch([RenewalRequest.of(signed, now)])[0]
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
@@ -376,11 +376,13 @@ class ControlPlane:
             prepared = [self.prepare_renewal(r) for r in requests]
         try:
             with self._sessions.begin() as session:
-                return list(renew_batch(session, requests, signer=self._signer, prepared=prepared))
+                result = renew_batch(session, requests, signer=self._signer, prepared=prepared)
         except Exception as exc:
             if len(requests) == 1:
                 return [exc]
-        return [self.renew_batch([r], [p])[0] for r, p in zip(requests, prepared, strict=True)]
+            return [self.renew_batch([r], [p])[0] for r, p in zip(requests, prepared, strict=True)]
+        result.committed()
+        return list(result.outcomes)
 
     # ------------------------------------------------------------------ orders
     def order(
