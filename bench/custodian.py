@@ -209,7 +209,7 @@ def serve(db_url: str, port: int, home_dir: Path, measurement: bytes, workers: i
             self,
             requests: Sequence[RenewalRequest],
             prepared: Sequence[Prepared] | None = None,
-        ) -> list[RenewResponse | Exception]:
+        ) -> list[str | Exception]:
             start = time.perf_counter()
             try:
                 return super().renew_batch(requests, prepared)
@@ -743,7 +743,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"{report['nodes']} simulated nodes on one lease; {report['concurrency']} keep-alive "
         "connections on loopback from one asyncio load generator (minimal HTTP/1.1, reports "
-        "signed before each phase, answers checked after it); per store, {report['rounds']} "
+        f"signed before each phase, answers checked after it); per store, {report['rounds']} "
         f"interleaved rounds of `/healthz` (baseline) and `/v1/renew`, "
         f"{report['duration'] / report['rounds']:g} s each, after {report['warmup']:g} s "
         "warm-up of each. Every renewal checked (HTTP 200, and a grant whose signature "

@@ -58,6 +58,12 @@ def report(n: SimulatedNode, requests: int = 1) -> SignedDocument:
     return SignedDocument.from_json(n.signed_report())
 
 
+def _answer(outcome: str | BaseException) -> RenewResponse:
+    """A renewal's outcome, which must be an answer (its JSON), parsed."""
+    assert isinstance(outcome, str), outcome
+    return RenewResponse.model_validate_json(outcome)
+
+
 def stored(c: Custodian) -> tuple[list[tuple[str, int]], list[str]]:
     """The stored reports (instance, seq) and the audit kinds, in order."""
     engine = connect(c.engine_url)
@@ -80,11 +86,11 @@ def test_a_batch_answers_each_report_as_if_sent_alone(custodian: Custodian) -> N
     outcomes = custodian.plane.renew_batch([RenewalRequest.of(s, custodian.clock()) for s in batch])
 
     assert [type(o).__name__ for o in outcomes] == [
-        "RenewResponse",
+        "str",  # the answer's JSON
         "UnknownReporterError",
-        "RenewResponse",
-        "RenewResponse",  # a2 again: a retry of the last report, inside the same batch
-        "RenewResponse",
+        "str",
+        "str",  # a2 again: a retry of the last report, inside the same batch
+        "str",
         "ReportSequenceError",  # a gap
         "ReportSequenceError",  # a1 after a2: a replay
     ]
@@ -93,9 +99,9 @@ def test_a_batch_answers_each_report_as_if_sent_alone(custodian: Custodian) -> N
     assert str(outcomes[6]) == (
         "expected report 3, got 1: sequence 1 was already used (a replay or rollback)"
     )
-    assert outcomes[3] == outcomes[2]  # the stored answer, not a second grant
-    for n, answer in ((a, outcomes[2]), (b, outcomes[4])):
-        assert isinstance(answer, RenewResponse)
+    assert outcomes[3] == outcomes[2]  # the stored answer, byte for byte, not a second grant
+    for n, outcome in ((a, outcomes[2]), (b, outcomes[4])):
+        answer = _answer(outcome)
         assert answer.grant is not None
         verify_grant(
             answer.grant,
@@ -115,7 +121,7 @@ class CountingPlane(ControlPlane):
 
     def renew_batch(
         self, requests: Sequence[RenewalRequest], prepared: Sequence[Prepared] | None = None
-    ) -> list[RenewResponse | Exception]:
+    ) -> list[str | Exception]:
         self.sizes.append(len(requests))
         return super().renew_batch(requests, prepared)
 
@@ -129,13 +135,13 @@ def test_concurrent_renewals_share_one_batch(custodian: Custodian) -> None:
     batcher = RenewalBatcher(counting)
     reports = [report(n) for n in senders]
 
-    async def send_all() -> list[RenewResponse]:
+    async def send_all() -> list[str]:
         now = custodian.clock()
         return await asyncio.gather(*(batcher.renew(RenewalRequest.of(r, now)) for r in reports))
 
     answers = asyncio.run(send_all())
     assert counting.sizes == [8]  # all were pending before the first batch started
-    assert all(a.grant is not None for a in answers)
+    assert all(_answer(a).grant is not None for a in answers)
     assert len(stored(custodian)[0]) == 8
 
 
@@ -145,7 +151,7 @@ def test_a_refused_report_in_a_batch_raises_for_its_sender_only(custodian: Custo
     bad_report = report(bad)
     bad_report = bad_report.model_copy(update={"signature": bytes(64)})
 
-    async def send_both() -> list[RenewResponse | BaseException]:
+    async def send_both() -> list[str | BaseException]:
         now = custodian.clock()
         return await asyncio.gather(
             batcher.renew(RenewalRequest.of(report(good), now)),
@@ -154,8 +160,7 @@ def test_a_refused_report_in_a_batch_raises_for_its_sender_only(custodian: Custo
         )
 
     ok, refused = asyncio.run(send_both())
-    assert isinstance(ok, RenewResponse)
-    assert ok.grant is not None
+    assert _answer(ok).grant is not None
     assert type(refused).__name__ == "BadSignatureError"
     assert stored(custodian)[0] == [(good.instance_id, 1)]
 
@@ -234,8 +239,7 @@ def test_a_cache_left_behind_by_another_worker_is_never_trusted(
     assert [seq for _, seq in stored(custodian)[0]] == [1, 2, 3]
 
 
-def _grant_seq(answer: RenewResponse | Exception) -> int:
-    assert isinstance(answer, RenewResponse)
+def _grant_seq(answer: RenewResponse) -> int:
     assert answer.grant is not None
     return int(json.loads(answer.grant.payload)["seq"])
 
@@ -248,9 +252,10 @@ def test_a_grant_signed_before_the_lock_is_the_one_sent_when_the_ledger_agrees(
     request = RenewalRequest.of(report(n), custodian.clock())
     prepared = custodian.plane.prepare_renewal(request)
     assert prepared.speculation is not None
-    (answer,) = custodian.plane.renew_batch([request], [prepared])
-    assert isinstance(answer, RenewResponse)
-    assert answer.grant is prepared.speculation.signed  # no second signature under the lock
+    (outcome,) = custodian.plane.renew_batch([request], [prepared])
+    assert outcome == prepared.speculation.response_json  # no second signature under the lock
+    answer = _answer(outcome)
+    assert answer.grant == prepared.speculation.signed
     engine = connect(custodian.engine_url)
     with Session(engine) as s:
         stored_grant = s.scalars(sa.select(GrantRow.signed_json).order_by(GrantRow.seq)).all()[-1]
@@ -275,8 +280,7 @@ def test_a_grant_signed_from_stale_states_is_never_sent(
     prepared = custodian.plane.prepare_renewal(request)
     assert prepared.speculation is not None
     assert prepared.speculation.decision.grant.seq == 3  # what A expects after report 1's grant (2)
-    (answer,) = custodian.plane.renew_batch([request], [prepared])
-    assert isinstance(answer, RenewResponse)
+    answer = _answer(custodian.plane.renew_batch([request], [prepared])[0])
     assert answer.grant is not None
     assert answer.grant.to_json() != prepared.speculation.signed.to_json()
     assert _grant_seq(answer) == 4  # the ledger's own decision, signed under the lock
@@ -296,8 +300,7 @@ def test_a_grant_signed_before_a_kill_is_never_sent(custodian: Custodian) -> Non
     prepared: Prepared = plane.prepare_renewal(request)
     assert prepared.speculation is not None
     plane.order(lease_id="lease-1", kind="kill", instance_id=None, reason="x", now=request.now)
-    (answer,) = plane.renew_batch([request], [prepared])
-    assert isinstance(answer, RenewResponse)
+    answer = _answer(plane.renew_batch([request], [prepared])[0])
     assert answer.grant is None
     assert answer.withheld == "instance_ended"
     assert [json.loads(o.payload)["kind"] for o in answer.orders] == ["kill"]

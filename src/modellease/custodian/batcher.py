@@ -31,9 +31,8 @@ from starlette.concurrency import run_in_threadpool
 
 from modellease.custodian.renewal import MAX_BATCH, Prepared, RenewalRequest
 from modellease.custodian.service import ControlPlane
-from modellease.protocol import RenewResponse
 
-_Pending = tuple[RenewalRequest, Prepared, "asyncio.Future[RenewResponse]"]
+_Pending = tuple[RenewalRequest, Prepared, "asyncio.Future[str]"]
 
 
 class RenewalBatcher:
@@ -45,9 +44,9 @@ class RenewalBatcher:
         self._pending: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def renew(self, request: RenewalRequest) -> RenewResponse:
-        """Queue one report; return its answer once its batch has committed, or raise."""
-        answer: asyncio.Future[RenewResponse] = asyncio.get_running_loop().create_future()
+    async def renew(self, request: RenewalRequest) -> str:
+        """Queue one report; return its answer's JSON once its batch has committed, or raise."""
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._pending.append((request, self._plane.prepare_renewal(request), answer))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_all())

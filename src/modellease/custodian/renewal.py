@@ -109,8 +109,9 @@ class RenewalRequest:
         return cls(signed, now, signed.to_json())
 
 
-Outcome = RenewResponse | InvalidInputError
-"""The answer to one report: a response, or the typed refusal to send instead."""
+Outcome = str | InvalidInputError
+"""The answer to one report: a :class:`RenewResponse`'s JSON, exactly as stored and sent (a
+retry gets the very same bytes), or the typed refusal to send instead."""
 
 
 class GrantDecision(NamedTuple):
@@ -578,9 +579,7 @@ def _write(session: Session, batch: _Batch) -> None:
     audit.append_many(session, batch.entries)
 
 
-def _renew_one(
-    batch: _Batch, request: RenewalRequest, signer: SigningKey, early: Prepared
-) -> RenewResponse:
+def _renew_one(batch: _Batch, request: RenewalRequest, signer: SigningKey, early: Prepared) -> str:
     signed, now = request.signed, request.now
     instance = batch.instances.get(signed.key_id)
     if instance is None:
@@ -604,8 +603,8 @@ def _renew_one(
         )
     except DuplicateReportError:
         assert previous is not None  # a duplicate of nothing cannot be
-        return RenewResponse.model_validate_json(previous.response_json)
-    response, granted, response_json, grant_json = _answer(
+        return previous.response_json
+    answer = _answer(
         batch,
         lease=lease,
         instance=instance,
@@ -620,20 +619,21 @@ def _renew_one(
             "seq": report.seq,
             "digest": early.digest,
             "signed_json": early.stored_json,
-            "response_json": response_json,
+            "response_json": answer.json,
             "received_at": now,
         }
     )
+    granted = answer.grant
     if granted is not None:
         batch.grants.append(
             {
                 "instance_id": instance.id,
                 "seq": granted.seq,
-                "signed_json": grant_json,
+                "signed_json": answer.grant_json,
                 "issued_at": now,
             }
         )
-    batch.last[instance.id] = _Accepted(signed, report, response_json)
+    batch.last[instance.id] = _Accepted(signed, report, answer.json)
     instance.last_report_seq, instance.last_report_digest = report.seq, early.digest
     instance.changed = True
     detail: dict[str, object] = {
@@ -644,7 +644,7 @@ def _renew_one(
     if granted is not None:
         detail["grant"] = {"seq": granted.seq, "allowance": str(granted.allowance)}
     else:
-        detail["withheld"] = response.withheld
+        detail["withheld"] = answer.withheld
     batch.entries.append(
         audit.NewEntry(
             kind="usage_report",
@@ -654,7 +654,16 @@ def _renew_one(
             at=now,
         )
     )
-    return response
+    return answer.json
+
+
+class _Answer(NamedTuple):
+    """The answer to one report: its JSON, and the grant it carries or why none."""
+
+    json: str
+    grant: ledger.Grant | None = None
+    grant_json: str = ""  # the grant's wire form
+    withheld: str | None = None
 
 
 def _answer(
@@ -666,16 +675,12 @@ def _answer(
     now: datetime,
     signer: SigningKey,
     speculation: _Speculation | None,
-) -> tuple[RenewResponse, ledger.Grant | None, str, str]:
-    """The ledger's decision for this report, applied to the batch's rows in memory.
-
-    Returns the answer, the grant it carries (if any), the answer's JSON and the grant's
-    (``""`` if none).
-    """
+) -> _Answer:
+    """The ledger's decision for this report, applied to the batch's rows in memory."""
     orders = orders_for(batch.orders[lease.id], instance.id)
     if lease.state.killed or instance.state.status != ledger.InstanceStatus.ACTIVE:
-        response = RenewResponse(withheld="instance_ended", orders=orders)
-        return response, None, response.model_dump_json(), ""
+        ended = RenewResponse(withheld="instance_ended", orders=orders)
+        return _Answer(ended.model_dump_json(), withheld=ended.withheld)
     usage = usage_in_units(lease.state.terms.unit, report)
     renewal = ledger.renew(lease.state, instance.state, usage=usage, now=now)
     lease.state, lease.changed = renewal.lease, True
@@ -683,14 +688,15 @@ def _answer(
     if renewal.grant is None:
         withheld = renewal.withheld.value if renewal.withheld else None
         response = RenewResponse(withheld=withheld, orders=orders)  # type: ignore[arg-type]
-        return response, None, response.model_dump_json(), ""
+        return _Answer(response.model_dump_json(), withheld=response.withheld)
     decision = grant_decision(
         bundle_id=lease.bundle_id, lease=renewal.lease, grant=renewal.grant, now=now
     )
     if speculation is not None and speculation.decision == decision:  # signed before the lock
-        response = RenewResponse(grant=speculation.signed, orders=orders)
-        response_json = speculation.response_json if not orders else response.model_dump_json()
-        return response, renewal.grant, response_json, speculation.signed_json
+        if orders:
+            with_orders = RenewResponse(grant=speculation.signed, orders=orders)
+            return _Answer(with_orders.model_dump_json(), renewal.grant, speculation.signed_json)
+        return _Answer(speculation.response_json, renewal.grant, speculation.signed_json)
     signed = sign_grant(signer, decision)
     response = RenewResponse(grant=signed, orders=orders)
-    return response, renewal.grant, response.model_dump_json(), signed.to_json().decode()
+    return _Answer(response.model_dump_json(), renewal.grant, signed.to_json().decode())

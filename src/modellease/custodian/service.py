@@ -355,7 +355,7 @@ class ControlPlane:
         outcome = self.renew_batch([RenewalRequest.of(signed, now)])[0]
         if isinstance(outcome, Exception):
             raise outcome
-        return outcome
+        return RenewResponse.model_validate_json(outcome)
 
     def prepare_renewal(self, request: RenewalRequest) -> Prepared:
         """The work on one report that needs no lock (:func:`~.renewal.prepare`)."""
@@ -363,12 +363,13 @@ class ControlPlane:
 
     def renew_batch(
         self, requests: Sequence[RenewalRequest], prepared: Sequence[Prepared] | None = None
-    ) -> list[RenewResponse | Exception]:
+    ) -> list[str | Exception]:
         """Judge many reports in one transaction (:mod:`~modellease.custodian.renewal`).
 
         ``prepared``: :meth:`prepare_renewal`'s result for each request, if the caller already
         has it (else it is made here, before the transaction). One outcome per request, in
-        order: the answer, or the error to raise for it. If the batch's transaction fails as
+        order: the answer's JSON (:class:`RenewResponse`, as stored), or the error to raise
+        for it. If the batch's transaction fails as
         a whole (a database error, a conflict with another writer), each report is retried
         alone, so one cannot fail the others.
         """
