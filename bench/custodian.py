@@ -74,6 +74,7 @@ import httpx
 from sqlalchemy import Engine, event
 
 from _common import machine, save, tree_cpu_s
+from modellease import logs
 from modellease.attestation import runtime_measurement
 from modellease.custodian import ledger
 from modellease.custodian.app import create_app
@@ -191,8 +192,16 @@ def instrument(engine: Engine, meter: Meter) -> None:
     engine.dialect.do_commit = timed_commit  # type: ignore[method-assign]
 
 
-def serve(db_url: str, port: int, home_dir: Path, measurement: bytes, workers: int) -> None:
-    """The custodian server for one run: fresh home, one lease, ``workers`` processes."""
+def serve(
+    db_url: str, port: int, home_dir: Path, measurement: bytes, workers: int, access_log: bool
+) -> None:
+    """The custodian server for one run: fresh home, one lease, ``workers`` processes.
+
+    ``access_log``: log as ``modellease custodian serve`` does (JSON lines on standard error,
+    uvicorn's access log included); else uvicorn's loggers have no handler and stay silent.
+    """
+    if access_log:
+        logs.configure()
     home = CustodianHome.init(home_dir)
     unlocked = home.unlock()
     unlocked.keys.put(BUNDLE_ID, DataKey(os.urandom(32)))
@@ -232,6 +241,7 @@ def serve(db_url: str, port: int, home_dir: Path, measurement: bytes, workers: i
         "ready": True,
         "pid": os.getpid(),
         "workers": workers,
+        "access_log": access_log,
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
     }
@@ -259,13 +269,14 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(
-    db_url: str, workdir: Path, measurement: bytes, workers: int
+    db_url: str, workdir: Path, measurement: bytes, workers: int, access_log: bool
 ) -> Iterator[Server]:
     """``python bench/custodian.py --serve ...`` in its own process; stopped with SIGINT."""
     port, home, log = free_port(), workdir / "home", workdir / "server.log"
     command = [sys.executable, str(Path(__file__).resolve()), "--serve"]
     command += ["--db", db_url, "--port", str(port), "--home", str(home)]
     command += ["--measurement", measurement.hex(), "--workers", str(workers)]
+    command += ["--access-log"] if access_log else []
     with log.open("wb") as err:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err)
     try:
@@ -567,7 +578,7 @@ def bench_store(
 ) -> dict[str, Any]:
     measurement = runtime_measurement(DEFAULT_CONFIG)  # once per store, parent and server alike
     with (
-        running_server(db_url, workdir, measurement, args.workers) as server,
+        running_server(db_url, workdir, measurement, args.workers, args.access_log) as server,
         httpx.Client() as probe,
     ):
         idle = background_load()
@@ -750,8 +761,8 @@ def markdown(report: dict[str, Any]) -> str:
         "verifies, or a withheld reason). The server runs in its own process "
         f"(uvicorn, loop `{first['loop']}`, HTTP `{first['http']}`, {first['workers']} worker "
         "process(es), each with its own listening socket in one `SO_REUSEPORT` group "
-        "(`custodian/serving.py`), access log "
-        "off); the load generator shares the cores with it. Latency is seen by the client. "
+        f"(`custodian/serving.py`), access log {'on' if first['access_log'] else 'off'}); "
+        "the load generator shares the cores with it. Latency is seen by the client. "
         "CPU columns are cores busy on average over the phase; *other* is everything else "
         "on the machine (other work sharing the VM, kernel); *steal* is time the hypervisor "
         "gave to other guests.",
@@ -812,9 +823,14 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=2, help="server processes (default 2: one per core)"
     )
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="the server logs as `custodian serve` does, access log included (default: off)",
+    )
     args = parser.parse_args()
     if args.serve:
-        serve(args.db, args.port, args.home, args.measurement, args.workers)
+        serve(args.db, args.port, args.home, args.measurement, args.workers, args.access_log)
         return
     stores = [s for s in args.stores.split(",") if s]
     if unknown := set(stores) - set(STORES):

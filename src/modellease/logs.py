@@ -68,8 +68,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
-def configure(*, level: int = logging.INFO, fmt: LogFormat = LogFormat.JSON) -> None:
-    """Send every logger's records (uvicorn's included) to standard error in ``fmt``."""
+def configure(
+    *, level: int = logging.INFO, fmt: LogFormat = LogFormat.JSON, access_log: bool = True
+) -> None:
+    """Send every logger's records (uvicorn's included) to standard error in ``fmt``.
+
+    ``access_log=False`` silences uvicorn's line per request (a few percent of a busy
+    custodian's CPU: ``bench/README.md``); its errors still go through.
+    """
     handler = logging.StreamHandler(sys.stderr)
     if fmt is LogFormat.JSON:
         handler.setFormatter(JsonFormatter())
@@ -84,3 +90,5 @@ def configure(*, level: int = logging.INFO, fmt: LogFormat = LogFormat.JSON) -> 
         logger.setLevel(logging.NOTSET)  # the root's level decides
         logger.disabled = False
         logger.propagate = True
+    if not access_log:
+        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -16,8 +16,10 @@ from modellease.testing.server import free_port
 from tests.cli.processes import first_health
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_serve_answers_health_and_prints_one_operator_token(tmp_path: Path, workers: int) -> None:
+@pytest.mark.parametrize(("workers", "access_log"), [(1, True), (2, True), (1, False)])
+def test_serve_answers_health_and_prints_one_operator_token(
+    tmp_path: Path, workers: int, access_log: bool
+) -> None:
     home = tmp_path / "home"
     assert CliRunner().invoke(app, ["custodian", "init", "--home", str(home)]).exit_code == 0
     port = free_port()
@@ -33,6 +35,7 @@ def test_serve_answers_health_and_prints_one_operator_token(tmp_path: Path, work
         str(port),
         "--workers",
         str(workers),
+        "--access-log" if access_log else "--no-access-log",
     ]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -50,9 +53,11 @@ def test_serve_answers_health_and_prints_one_operator_token(tmp_path: Path, work
     # signal came may simply exit); none failed.
     assert 1 <= len(finished) <= workers
     assert not [line for line in logged if line["level"] == "error"]
-    assert {"method": "GET", "path": "/healthz", "status": 200}.items() <= next(
-        line for line in logged if line["logger"] == "uvicorn.access"
-    ).items()
+    requests = [line for line in logged if line["logger"] == "uvicorn.access"]
+    if access_log:
+        assert {"method": "GET", "path": "/healthz", "status": 200}.items() <= requests[0].items()
+    else:
+        assert requests == []  # and the rest is still logged: see "Finished" above
     assert not any("mlt_" in json.dumps(line) for line in logged)  # the token is not logged
     assert (home / "custodian.sqlite3").exists()
     assert (home / "custodian.sqlite3").stat().st_size > 0

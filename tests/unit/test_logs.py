@@ -82,3 +82,24 @@ def test_configure_routes_every_logger_through_one_handler(
         assert [json.loads(line)["message"] for line in err] == ["Started server process"]
     finally:
         root.handlers[:], root.level = saved
+
+
+@pytest.mark.parametrize("access_log", [True, False])
+def test_the_access_log_can_be_silenced_and_errors_still_go_through(
+    capsys: pytest.CaptureFixture[str], access_log: bool
+) -> None:
+    root, access = logging.getLogger(), logging.getLogger("uvicorn.access")
+    saved = (root.handlers[:], root.level, access.level)
+    try:
+        configure(fmt=LogFormat.JSON, access_log=access_log)
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "POST", "/v1/renew", "1.1", 200)
+        logging.getLogger("uvicorn.error").error("Exception in ASGI application")
+        access.error("refused")
+        lines = [json.loads(line) for line in capsys.readouterr().err.strip().splitlines()]
+        logged = [(line["logger"], line["level"]) for line in lines]
+        request = [("uvicorn.access", "info")] if access_log else []
+        assert logged == [*request, ("uvicorn.error", "error"), ("uvicorn.access", "error")]
+        assert ("/v1/renew" in lines[0].values()) is access_log
+    finally:
+        root.handlers[:], root.level = saved[:2]
+        access.setLevel(saved[2])

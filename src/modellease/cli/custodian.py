@@ -110,9 +110,12 @@ def serve(
     log_format: Annotated[
         LogFormat, typer.Option(help="Logs on standard error: one JSON object per line, or text.")
     ] = LogFormat.JSON,
+    access_log: Annotated[
+        bool, typer.Option(help="Log a line per HTTP request (every heartbeat, too).")
+    ] = True,
 ) -> None:
     """Run the custodian service: the node API (/v1) and the admin API (/admin/v1)."""
-    logs.configure(fmt=log_format)
+    logs.configure(fmt=log_format, access_log=access_log)
     with reporting():
         loaded, unlocked = unlock_home(home, passphrase_file)
         url = db or default_url(loaded.path)

@@ -81,9 +81,7 @@ def create_app(plane: ControlPlane, *, clock: Clock | None = None) -> FastAPI:
     async def renew(request: Request) -> Response:
         raw = await read_body(request, limit=MAX_BODY_SIZE)
         answer = await renewals.renew(RenewalRequest.received(raw, now()))
-        return Response(
-            answer, media_type="application/json"
-        )  # as stored: a retry gets these bytes
+        return Response(answer, media_type="application/json")  # as stored: retries get these
 
     # The heartbeat of every node: a plain route, without FastAPI's per-request dependency
     # solving (it takes the raw request anyway); the app's error handlers apply as to all.

@@ -14,7 +14,8 @@ Rules:
   nothing and its refusal is its own answer: the others in the batch go on;
 * reports of one instance in one batch are taken in arrival order, each seeing the state
   the previous one left (a retry of a report accepted earlier in the batch gets its answer);
-* a report is stored with its answer, and its audit entry, before any answer is sent;
+* a report is stored with its answer, and its audit entry, before any answer is sent; the
+  answer sent is the stored JSON itself, so a retry gets the very same bytes;
 * decisions are taken by the pure kernels only (``verify_report``, ``check_report_chain``,
   the ledger); the clock is a parameter;
 * work that needs no shared state is done before the locks, by :func:`prepare`, so that the
@@ -522,8 +523,7 @@ def renew_batch(
     transaction. The caller commits, then calls :meth:`BatchResult.committed`; nothing may
     be answered before that commit succeeds.
     """
-    connection = session.connection()  # Core on the connection: no ORM work
-    batch = _load(connection, requests)
+    batch = _load(session.connection(), requests)  # Core on the connection: no ORM work
     outcomes: list[Outcome] = []
     for request, early in zip(requests, prepared, strict=True):
         try:

@@ -369,9 +369,8 @@ class ControlPlane:
         ``prepared``: :meth:`prepare_renewal`'s result for each request, if the caller already
         has it (else it is made here, before the transaction). One outcome per request, in
         order: the answer's JSON (:class:`RenewResponse`, as stored), or the error to raise
-        for it. If the batch's transaction fails as
-        a whole (a database error, a conflict with another writer), each report is retried
-        alone, so one cannot fail the others.
+        for it. If the batch's transaction fails as a whole (a database error, a conflict
+        with another writer), each report is retried alone, so one cannot fail the others.
         """
         if prepared is None:
             prepared = [self.prepare_renewal(r) for r in requests]
