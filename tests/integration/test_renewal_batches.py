@@ -312,6 +312,7 @@ def test_a_report_is_stored_in_the_very_bytes_it_arrived_in(custodian: Custodian
     raw = n.signed_report()
     request = RenewalRequest.received(raw, custodian.clock())
     assert request.wire == raw == request.signed.to_json()  # only the canonical form parses
+    assert RenewalRequest.of(request.signed, request.now).wire == raw
     assert custodian.plane.renew_batch([request])[0]
     engine = connect(custodian.engine_url)
     with Session(engine) as s:
@@ -347,3 +348,16 @@ def test_a_batch_that_does_not_commit_leaves_the_caches_as_they_were(
     monkeypatch.setattr(service, "renew_batch", decide)
     assert custodian.plane.renew(signed, now=custodian.clock()).grant is not None
     assert renewal._CACHES.seen.get(signed.key_id) is not None  # remembered once committed
+
+
+def test_a_retry_in_a_later_batch_gets_the_stored_answer_byte_for_byte(
+    custodian: Custodian, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (n,) = nodes(custodian, 1)
+    request = RenewalRequest.of(report(n), custodian.clock())
+    (first,) = custodian.plane.renew_batch([request])
+    fresh_process_caches(monkeypatch)  # read back from the store, not from this process's memory
+    (again,) = custodian.plane.renew_batch([RenewalRequest.of(request.signed, custodian.clock())])
+    assert isinstance(first, str)
+    assert again == first
+    assert stored(custodian)[0] == [(n.instance_id, 1)]

@@ -92,7 +92,11 @@ class UnknownReporterError(InvalidInputError):
 
 @dataclass(frozen=True, slots=True)
 class RenewalRequest:
-    """A signed usage report as received, its canonical wire form, and when it was received."""
+    """A signed usage report as received, its canonical wire form, and when it was received.
+
+    Made by :meth:`received` or :meth:`of`, which keep ``wire == signed.to_json()``: the bytes
+    stored are those of the document verified.
+    """
 
     signed: SignedDocument
     now: datetime
@@ -501,13 +505,12 @@ class BatchResult:
 
     outcomes: list[Outcome]
     learned: list[_Learned]
-    caches: _Caches
 
     def committed(self) -> None:
         """Remember what the batch stored. Call it only once its transaction has committed."""
         for learned in self.learned:
-            self.caches.last_reports.put(learned.last_key, learned.accepted)
-            self.caches.seen.put(learned.key_id, learned.seen)
+            _CACHES.last_reports.put(learned.last_key, learned.accepted)
+            _CACHES.seen.put(learned.key_id, learned.seen)
 
 
 def renew_batch(
@@ -543,7 +546,7 @@ def renew_batch(
         for i in batch.instances.values()
         if i.changed
     ]
-    return BatchResult(outcomes, learned, _CACHES)
+    return BatchResult(outcomes, learned)
 
 
 def _write(session: Session, batch: _Batch) -> None:
